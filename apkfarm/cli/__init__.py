@@ -1,0 +1,1 @@
+"""The ``apkfarm`` command line: one module per sub-command."""
