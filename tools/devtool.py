@@ -1,17 +1,20 @@
 """Developer tasks behind ./tools/test and the Makefile, written once in Python.
 
 Run with the project's venv: ``.venv/bin/python tools/devtool.py TASK``.
-Tasks: ``engine`` (start a Docker engine if none answers), ``lint``
-(ruff, format check, mypy), ``test`` (everything CI runs).
+Tasks: ``engine`` (start a Docker engine if none answers), ``protos``
+(regenerate ``apkfarm/v1`` from ``proto/``), ``lint`` (stale generated code,
+ruff, format check, mypy), ``test`` (everything CI runs).
 """
 
 from __future__ import annotations
 
 import argparse
+import filecmp
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,6 +24,10 @@ VENV_BIN = TOP / ".venv" / "bin"
 DOCKER = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"
 ENGINE_LOG = TOP / ".cache" / "dockerd.log"
 ENGINE_START_TIMEOUT = 60.0
+PROTO_ROOT = TOP / "proto"
+# protoc maps proto/apkfarm/v1/x.proto to apkfarm/v1/x_pb2.py: the generated
+# modules import each other as `apkfarm.v1`, which is this package.
+GENERATED_DIR = TOP / "apkfarm" / "v1"
 
 
 def run(argv: list[str], **kwargs: object) -> None:
@@ -47,7 +54,8 @@ def ensure_engine() -> None:
     ENGINE_LOG.parent.mkdir(parents=True, exist_ok=True)
     print(f"devtool: starting dockerd (log: {ENGINE_LOG})", flush=True)
     with ENGINE_LOG.open("ab") as log:
-        subprocess.Popen(  # noqa: S603 - the engine outlives this process on purpose
+        # The engine outlives this process on purpose: later tasks reuse it.
+        subprocess.Popen(
             [dockerd],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -73,7 +81,55 @@ def install_compose_plugin() -> None:
     plugin.symlink_to(binary)
 
 
+def generate_protos(out_root: Path) -> None:
+    """Run grpcio-tools (plus mypy-protobuf for typed stubs) over proto/."""
+    protos = sorted(str(p.relative_to(PROTO_ROOT)) for p in PROTO_ROOT.rglob("*.proto"))
+    argv = [
+        str(VENV_BIN / "python"),
+        "-m",
+        "grpc_tools.protoc",
+        f"-I{PROTO_ROOT}",
+        f"--python_out={out_root}",
+        f"--grpc_python_out={out_root}",
+        f"--mypy_out={out_root}",
+        f"--mypy_grpc_out={out_root}",
+        f"--plugin=protoc-gen-mypy={VENV_BIN / 'protoc-gen-mypy'}",
+        f"--plugin=protoc-gen-mypy_grpc={VENV_BIN / 'protoc-gen-mypy_grpc'}",
+        *protos,
+    ]
+    # mypy-protobuf announces every file it writes; only failures are news.
+    result = subprocess.run(argv, check=False, cwd=PROTO_ROOT, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"devtool: protoc failed:\n{result.stderr}")
+    package = out_root / "apkfarm" / "v1"
+    (package / "__init__.py").write_text('"""Generated from proto/apkfarm/v1; do not edit."""\n')
+
+
+def protos() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        generate_protos(Path(tmp))
+        shutil.rmtree(GENERATED_DIR, ignore_errors=True)
+        shutil.copytree(Path(tmp) / "apkfarm" / "v1", GENERATED_DIR)
+    print(f"devtool: regenerated {GENERATED_DIR.relative_to(TOP)}")
+
+
+def check_protos() -> None:
+    """Fail when apkfarm/v1 is not exactly what proto/ generates."""
+    with tempfile.TemporaryDirectory() as tmp:
+        generate_protos(Path(tmp))
+        fresh = Path(tmp) / "apkfarm" / "v1"
+        comparison = filecmp.dircmp(fresh, GENERATED_DIR, ignore=["__pycache__"])
+        stale = comparison.diff_files + comparison.left_only + comparison.right_only
+        if stale:
+            sys.exit(
+                "devtool: generated code in apkfarm/v1 is stale "
+                f"({', '.join(sorted(stale))}); run: .venv/bin/python tools/devtool.py protos"
+            )
+    print("devtool: apkfarm/v1 matches proto/")
+
+
 def lint() -> None:
+    check_protos()
     run([str(VENV_BIN / "ruff"), "check", "."])
     run([str(VENV_BIN / "ruff"), "format", "--check", "."])
     run([str(VENV_BIN / "mypy"), "apkfarm", "tools", "bench"])
@@ -89,12 +145,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="task", required=True)
     sub.add_parser("engine", help="start a Docker engine if none answers")
-    sub.add_parser("lint", help="ruff check, ruff format --check, mypy")
+    sub.add_parser("protos", help="regenerate apkfarm/v1 from proto/")
+    sub.add_parser("lint", help="stale generated code, ruff check, ruff format --check, mypy")
     test_parser = sub.add_parser("test", help="lint, then the whole pytest suite")
     test_parser.add_argument("pytest_args", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     if args.task == "engine":
         ensure_engine()
+    elif args.task == "protos":
+        protos()
     elif args.task == "lint":
         lint()
     else:

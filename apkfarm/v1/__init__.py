@@ -1,0 +1,1 @@
+"""Generated from proto/apkfarm/v1; do not edit."""
