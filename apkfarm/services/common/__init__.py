@@ -1,0 +1,1 @@
+"""What every service shares: configuration, logging, gRPC server, metrics, lifecycle."""
