@@ -70,6 +70,7 @@ async def _scenario(certs: Path) -> dict[str, Any]:
         ["apkfarm.v1.Fetcher"],
         credentials=server_credentials(TlsFiles.in_directory(certs, "fetcher")),
         interceptors=[IdentityAllowList({FETCH: ["scheduler", "builder-*"]})],
+        health_listen="127.0.0.1:0",
     )
     results: dict[str, Any] = {}
     try:
@@ -85,6 +86,13 @@ async def _scenario(certs: Path) -> dict[str, Any]:
         )
         results["health"] = health.status
         await channel.close()
+        plain = open_channel(f"127.0.0.1:{server.health_port}", None)
+        probe = await health_pb2_grpc.HealthStub(plain).Check(
+            health_pb2.HealthCheckRequest(service=""), timeout=5
+        )
+        results["probe port health"] = probe.status
+        results["probe port fetch"] = await _call(certs, None, server.health_port or 0)
+        await plain.close()
     finally:
         await server.stop(0)
     return results
@@ -113,6 +121,9 @@ def test_allow_list_and_mutual_tls(certs: Path) -> None:
     assert results["plaintext"] == grpc.StatusCode.UNAVAILABLE
     # Health answers every authenticated caller and reflects what the service set.
     assert results["health"] == health_pb2.HealthCheckResponse.SERVING
+    # The plaintext probe port shares the status but serves nothing else.
+    assert results["probe port health"] == health_pb2.HealthCheckResponse.SERVING
+    assert results["probe port fetch"] == grpc.StatusCode.UNIMPLEMENTED
 
 
 def test_methods_without_a_rule_are_closed() -> None:

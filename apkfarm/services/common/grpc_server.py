@@ -35,6 +35,9 @@ class RunningServer:
     port: int
     health: HealthServicer
     service_names: tuple[str, ...]
+    # Plaintext, health-only: Kubernetes gRPC probes cannot present client certificates.
+    health_server: grpc.aio.Server | None = None
+    health_port: int | None = None
 
     async def set_serving(self, serving: bool) -> None:
         status = (
@@ -48,6 +51,8 @@ class RunningServer:
     async def stop(self, grace: float) -> None:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        if self.health_server is not None:
+            await self.health_server.stop(0)
 
 
 async def start_grpc_server(
@@ -58,8 +63,13 @@ async def start_grpc_server(
     credentials: grpc.ServerCredentials | None = None,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    health_listen: str | None = None,
 ) -> RunningServer:
-    """Start a server on ``listen`` ("host:port", port 0 picks a free one)."""
+    """Start a server on ``listen`` ("host:port", port 0 picks a free one).
+
+    With ``health_listen`` a second, plaintext server answers only the health
+    service, sharing the status of the main one.
+    """
     server = grpc.aio.server(
         interceptors=list(interceptors),
         options=[
@@ -85,6 +95,11 @@ async def start_grpc_server(
         port = server.add_secure_port(listen, credentials)
     await server.start()
     running = RunningServer(server, port, health, tuple(service_names))
+    if health_listen is not None:
+        running.health_server = grpc.aio.server()
+        health_pb2_grpc.add_HealthServicer_to_server(health, running.health_server)
+        running.health_port = running.health_server.add_insecure_port(health_listen)
+        await running.health_server.start()
     # Not serving until the first dependency check passes.
     await running.set_serving(False)
     return running
