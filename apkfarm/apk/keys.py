@@ -141,6 +141,20 @@ class Keyring(Mapping[str, rsa.RSAPublicKey]):
         """Trust the public halves of private keys (to check what we sign ourselves)."""
         return cls({public_key_name(p): load_private_key(p).public_key() for p in paths})
 
+    @classmethod
+    def from_pem(cls, keys: Mapping[str, bytes]) -> Keyring:
+        """Rebuild from ``to_pem()`` output (key objects cannot cross process boundaries)."""
+        loaded: dict[str, rsa.RSAPublicKey] = {}
+        for name, pem in keys.items():
+            key = serialization.load_pem_public_key(pem)
+            if not isinstance(key, rsa.RSAPublicKey):
+                raise ApkKeyError(f"{name}: not an RSA public key")
+            loaded[name] = key
+        return cls(loaded)
+
+    def to_pem(self) -> dict[str, bytes]:
+        return {name: public_key_pem(key) for name, key in self._keys.items()}
+
     def __getitem__(self, name: str) -> rsa.RSAPublicKey:
         return self._keys[name]
 

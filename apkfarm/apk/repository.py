@@ -1,0 +1,228 @@
+"""A repository directory on disk: list packages, read the new ones, write the index atomically.
+
+This is the file-system edge of ``index_state``: the state lives beside the
+packages in ``.apkfarm-index.state``; ``APKINDEX.tar.gz`` and the state are
+written to a temporary file and renamed into place, so a reader never sees
+a half-written index and a failure leaves the previous index and state as
+they were. Packages are read in worker processes when there are many.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from apkfarm.apk.errors import ApkError, ApkFormatError
+from apkfarm.apk.index import IndexRecord, build_index
+from apkfarm.apk.index_state import (
+    FileStamp,
+    IndexState,
+    StateEntry,
+    UpdatePlan,
+    apply_update,
+    decode_state,
+    encode_state,
+    plan_update,
+)
+from apkfarm.apk.keys import Keyring
+from apkfarm.apk.reader import verify_package
+from apkfarm.apk.signing import Signer
+
+INDEX_NAME = "APKINDEX.tar.gz"
+STATE_NAME = ".apkfarm-index.state"
+_PARALLEL_FROM = 256  # below this, starting worker processes costs more than it saves
+_MAX_ERRORS_SHOWN = 20
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class IndexUpdate:
+    """What ``update_repository`` did."""
+
+    index_path: Path
+    added: tuple[str, ...]
+    changed: tuple[str, ...]
+    removed: tuple[str, ...]
+    unchanged: int
+    reread: int
+    packages: int
+    wrote_index: bool
+    state_was_reset: bool  # the state file was missing or unreadable: everything was read
+
+
+def list_packages(directory: Path) -> dict[str, FileStamp]:
+    """Every ``*.apk`` regular file in ``directory`` with its size and mtime stamp."""
+    listing: dict[str, FileStamp] = {}
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.name.endswith(".apk") and entry.is_file(follow_symlinks=False):
+                st = entry.stat(follow_symlinks=False)
+                listing[entry.name] = FileStamp(st.st_size, str(st.st_mtime_ns))
+    return listing
+
+
+def read_package_entry(path: Path, keyring: Keyring | None) -> StateEntry:
+    """Verify one package (signature, control, datahash) and make its state entry.
+
+    The stamp comes from the open file, so it describes exactly what was read.
+    The file name must be ``<pkgname>-<pkgver>.apk``: apk fetches that name.
+    """
+    with path.open("rb") as stream:
+        st = os.fstat(stream.fileno())
+        contents = verify_package(stream, keyring, source=path.name, full_data=False)
+    record = IndexRecord.from_package(contents, st.st_size)
+    if record.filename != path.name:
+        raise ApkFormatError(
+            f"{path.name}: file name does not match the package inside "
+            f"(apk would fetch {record.filename})"
+        )
+    return StateEntry.from_record(path.name, FileStamp(st.st_size, str(st.st_mtime_ns)), record)
+
+
+# Worker-process globals, set once per worker by _init_worker.
+_worker_keyring: Keyring | None = None
+
+
+def _init_worker(keys_pem: dict[str, bytes] | None) -> None:
+    global _worker_keyring  # noqa: PLW0603 - one keyring per worker process
+    _worker_keyring = None if keys_pem is None else Keyring.from_pem(keys_pem)
+
+
+def _read_in_worker(path: Path) -> StateEntry | str:
+    try:
+        return read_package_entry(path, _worker_keyring)
+    except ApkError as error:
+        return str(error)
+
+
+def read_packages(
+    directory: Path,
+    file_names: Sequence[str],
+    keyring: Keyring | None,
+    *,
+    progress: Progress | None = None,
+    jobs: int | None = None,
+) -> list[StateEntry]:
+    """Read many packages (in parallel when many); every failure is reported together."""
+    results: list[StateEntry] = []
+    errors: list[str] = []
+    total = len(file_names)
+    paths = [directory / name for name in file_names]
+    workers = jobs or os.cpu_count() or 1
+    if total >= _PARALLEL_FROM and workers > 1:
+        keys_pem = None if keyring is None else keyring.to_pem()
+        context = multiprocessing.get_context("fork")
+        with concurrent.futures.ProcessPoolExecutor(
+            max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(keys_pem,)
+        ) as pool:
+            chunk = max(16, min(256, total // (workers * 8) or 1))
+            for done, outcome in enumerate(pool.map(_read_in_worker, paths, chunksize=chunk), 1):
+                if isinstance(outcome, str):
+                    errors.append(outcome)
+                else:
+                    results.append(outcome)
+                if progress is not None and (done % 64 == 0 or done == total):
+                    progress(done, total)
+    else:
+        for done, path in enumerate(paths, 1):
+            try:
+                results.append(read_package_entry(path, keyring))
+            except ApkError as error:
+                errors.append(str(error))
+            if progress is not None:
+                progress(done, total)
+    if errors:
+        shown = "\n  ".join(errors[:_MAX_ERRORS_SHOWN])
+        more = len(errors) - _MAX_ERRORS_SHOWN
+        tail = f"\n  ... and {more} more" if more > 0 else ""
+        raise ApkError(
+            f"{directory}: {len(errors)} package(s) failed verification; "
+            f"the index was not changed:\n  {shown}{tail}"
+        )
+    return results
+
+
+def load_state(directory: Path) -> IndexState | None:
+    """The saved state, or None when it is missing or unreadable (then everything is read)."""
+    path = directory / STATE_NAME
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        return decode_state(data, str(path))
+    except ApkFormatError:
+        return None
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same directory, fsync, then rename over ``path``."""
+    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temp_name, 0o644)  # noqa: PTH101 - mkstemp made it 0600
+        Path(temp_name).replace(path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def update_repository(
+    directory: Path,
+    *,
+    signers: Sequence[Signer],
+    keyring: Keyring | None,
+    description: str = "",
+    verify_all: bool = False,
+    progress: Progress | None = None,
+    jobs: int | None = None,
+) -> IndexUpdate:
+    """Bring ``directory``'s ``APKINDEX.tar.gz`` up to date with the packages in it.
+
+    New and changed packages are verified against ``keyring`` (None: not
+    checked) before they are indexed; any failure leaves index and state
+    untouched. The index is rewritten when packages changed, when it is
+    missing, when ``verify_all`` is set, or when the description changes.
+    """
+    if not directory.is_dir():
+        raise ApkError(f"{directory}: not a directory")
+    listing = list_packages(directory)
+    saved = load_state(directory)
+    state = saved if saved is not None else IndexState()
+    plan: UpdatePlan = plan_update(state, listing, verify_all=verify_all)
+    read = read_packages(directory, plan.to_read, keyring, progress=progress, jobs=jobs)
+    new_state = replace(apply_update(state, plan, read), description=description)
+    index_path = directory / INDEX_NAME
+    must_write = (
+        plan.changes_anything
+        or verify_all
+        or saved is None
+        or not index_path.exists()
+        or state.description != description
+    )
+    if must_write:
+        index_bytes = build_index(
+            new_state.apkindex(), description, signers, mtime=new_state.newest_build_time()
+        )
+        write_atomically(index_path, index_bytes)
+        write_atomically(directory / STATE_NAME, encode_state(new_state))
+    return IndexUpdate(
+        index_path=index_path,
+        added=plan.added,
+        changed=plan.changed,
+        removed=plan.removed,
+        unchanged=plan.unchanged,
+        reread=len(plan.to_read),
+        packages=len(new_state.entries),
+        wrote_index=must_write,
+        state_was_reset=saved is None,
+    )
