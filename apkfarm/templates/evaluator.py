@@ -1,0 +1,518 @@
+"""Evaluating templates in sandboxed worker processes, never in this one.
+
+Each worker is ``python -I -S worker.py`` inside a bwrap sandbox (see
+``apkfarm.sandbox``) that holds only the Python runtime, the worker script
+and the ports tree, read-only, as its own unprivileged uid. A worker
+evaluates many templates, one batch at a time, for one category only: a
+template can disturb the templates evaluated after it in the same process,
+so ``user`` templates never share a process with ``main`` ones.
+
+The parent enforces a per-template wall-clock timeout: a template that does
+not answer in time is reported ("evaluation timed out after 30s"), its
+worker is killed, and the rest of its batch goes to a fresh worker. A worker
+that dies gets its template retried once on a fresh worker before the
+template is blamed. Workers stay alive between ``evaluate()`` calls, so a
+long-lived evaluator (the scheduler's) re-evaluates an edited template in
+about a millisecond.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import hashlib
+import itertools
+import json
+import math
+import os
+import selectors
+import subprocess
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from apkfarm.profiles import BuildContext
+from apkfarm.sandbox import (
+    MIB,
+    Bind,
+    ResourceLimits,
+    SandboxError,
+    SandboxSpec,
+    library_binds,
+    python_runtime,
+    require_bwrap,
+)
+from apkfarm.templates.fields import spec_digest, worker_spec
+
+__all__ = [
+    "TREE_MOUNT",
+    "WORKER_SCRIPT",
+    "EvaluationRequest",
+    "EvaluatorSettings",
+    "Progress",
+    "TemplateEvaluator",
+    "worker_version",
+]
+
+WORKER_SCRIPT = Path(__file__).with_name("worker.py")
+WORKER_MOUNT = PurePosixPath("/run/apkfarm/worker.py")
+TREE_MOUNT = PurePosixPath("/ports")  # must equal worker.MOUNT
+MAX_LINE_BYTES = 16 * MIB
+STDERR_TAIL = 8192
+
+Progress = Callable[[int, int], None]
+
+
+@functools.cache
+def worker_version() -> str:
+    """Identifies the worker's behaviour: its code and the tables it is given."""
+    digest = hashlib.sha256(WORKER_SCRIPT.read_bytes())
+    digest.update(spec_digest().encode())
+    return digest.hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class EvaluationRequest:
+    """One template to evaluate; results are returned under `key`."""
+
+    key: str
+    category: str
+    name: str
+    source: str
+    repositories: tuple[str, ...]
+
+
+def _default_jobs() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class EvaluatorSettings:
+    """How many workers, how long a template may take, what a worker may use."""
+
+    jobs: int = field(default_factory=_default_jobs)
+    timeout: float = 30.0
+    startup_timeout: float = 30.0
+    batch_size: int = 32
+    limits: ResourceLimits = field(
+        default_factory=lambda: ResourceLimits(
+            address_space=768 * MIB, cpu_seconds=3600, file_size=1 * MIB, processes=1
+        )
+    )
+    # Each worker runs as its own host uid from this range (when we are root),
+    # so that RLIMIT_NPROC counts that worker alone. Nothing else may use them.
+    uid_base: int = 2_000_000_000
+    uid_count: int = 65536
+
+
+@dataclass
+class _Item:
+    request: EvaluationRequest
+    id: int
+    attempts: int = 0
+
+
+class _Worker:
+    """One sandboxed worker process and what it is doing."""
+
+    def __init__(self, category: str, argv: list[str], env: dict[str, str]) -> None:
+        self.category = category
+        self.process = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            close_fds=True,
+        )
+        assert self.process.stdin and self.process.stdout and self.process.stderr
+        self.stdin = self.process.stdin.fileno()
+        self.stdout = self.process.stdout.fileno()
+        self.stderr = self.process.stderr.fileno()
+        for fd in (self.stdin, self.stdout, self.stderr):
+            os.set_blocking(fd, False)
+        self.ready = False
+        self.batch: deque[_Item] = deque()
+        self.pending = bytearray()  # bytes still to write to stdin
+        self.writing = False  # stdin registered for write events
+        self.lines = bytearray()  # stdout not yet split into lines
+        self.stderr_tail = bytearray()
+        self.started = time.monotonic()
+        self.item_started = self.started
+        self.closed = False
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.batch) or not self.ready
+
+    def describe_exit(self) -> str:
+        code = self.process.poll()
+        tail = self.stderr_tail.decode("utf-8", "replace").strip()
+        status = "still running" if code is None else f"exit status {code}"
+        return f"{status}; stderr: {tail[-2000:]}" if tail else status
+
+
+class TemplateEvaluator:
+    """Evaluates templates of one ports tree in sandboxed workers.
+
+    Use as a context manager, or call ``close()``; workers are kept warm
+    between ``evaluate()`` calls until then.
+    """
+
+    def __init__(self, tree: Path, settings: EvaluatorSettings | None = None) -> None:
+        self.tree = Path(tree).resolve()
+        self.settings = settings or EvaluatorSettings()
+        if self.settings.jobs < 1:
+            raise SandboxError("evaluator needs at least one job")
+        self._bwrap = require_bwrap()
+        self._spec, self._command = self._sandbox()
+        self._workers: list[_Worker] = []
+        self._selector = selectors.DefaultSelector()
+        self._ids = itertools.count(1)
+        self._uids = itertools.count()
+        self._init_line = (
+            json.dumps({"op": "init", "spec": worker_spec()}, separators=(",", ":")) + "\n"
+        ).encode()
+        self.started_workers = 0
+
+    # --- sandbox ---------------------------------------------------------------------
+
+    def _sandbox(self) -> tuple[SandboxSpec, list[str]]:
+        runtime = python_runtime()
+        base = SandboxSpec(bwrap=self._bwrap)
+        helper_libraries, helper_links = library_binds((base.setpriv, base.prlimit))
+        binds: list[Bind] = list(runtime.binds)
+        for bind in helper_libraries:
+            if bind not in binds:
+                binds.append(bind)
+        binds.append(Bind(WORKER_SCRIPT, WORKER_MOUNT))
+        binds.append(Bind(self.tree, TREE_MOUNT))
+        symlinks = list(runtime.symlinks)
+        symlinks += [link for link in helper_links if link not in symlinks]
+        spec = dataclasses.replace(
+            base,
+            binds=tuple(binds),
+            symlinks=tuple(symlinks),
+            env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"},
+            hostname="apkfarm-eval",
+            limits=self.settings.limits,
+        )
+        command = [str(runtime.executable), "-I", "-S", "-B", str(WORKER_MOUNT)]
+        return spec, command
+
+    def _start(self, category: str) -> _Worker:
+        uid = self.settings.uid_base + next(self._uids) % self.settings.uid_count
+        spec = dataclasses.replace(self._spec, uid=uid, gid=uid)
+        try:
+            worker = _Worker(category, spec.argv(self._command), spec.popen_env())
+        except OSError as error:
+            raise SandboxError(f"cannot start the template evaluation sandbox: {error}") from error
+        self.started_workers += 1
+        self._workers.append(worker)
+        self._selector.register(worker.stdout, selectors.EVENT_READ, (worker, "out"))
+        self._selector.register(worker.stderr, selectors.EVENT_READ, (worker, "err"))
+        self._send(worker, self._init_line)
+        return worker
+
+    def _stop(self, worker: _Worker, *, kill: bool) -> None:
+        if worker.closed:
+            return
+        worker.closed = True
+        for fd in (worker.stdout, worker.stderr, *([worker.stdin] if worker.writing else [])):
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(fd)
+        if not kill and not worker.busy:
+            with contextlib.suppress(OSError):
+                os.set_blocking(worker.stdin, True)
+                os.write(worker.stdin, b'{"op":"exit"}\n')
+        with contextlib.suppress(OSError):
+            assert worker.process.stdin is not None
+            worker.process.stdin.close()
+        if kill:
+            with contextlib.suppress(OSError):
+                worker.process.kill()
+        try:
+            worker.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            worker.process.kill()
+            worker.process.wait()
+        # What the worker said last on stderr explains its death.
+        with contextlib.suppress(OSError):
+            while data := os.read(worker.stderr, 65536):
+                worker.stderr_tail += data
+                del worker.stderr_tail[:-STDERR_TAIL]
+        for stream in (worker.process.stdout, worker.process.stderr):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+        self._workers.remove(worker)
+
+    def close(self) -> None:
+        """Stop every worker."""
+        for worker in list(self._workers):
+            self._stop(worker, kill=worker.busy)
+        self._selector.close()
+
+    def __enter__(self) -> TemplateEvaluator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- protocol ----------------------------------------------------------------------
+
+    def _send(self, worker: _Worker, data: bytes) -> None:
+        worker.pending += data
+        self._flush(worker)
+
+    def _flush(self, worker: _Worker) -> None:
+        try:
+            while worker.pending:
+                written = os.write(worker.stdin, worker.pending)
+                del worker.pending[:written]
+        except BlockingIOError:
+            pass
+        except OSError:
+            worker.pending.clear()  # the worker is gone; its stdout will say EOF
+        # Wait for the pipe to drain only while something is left to write.
+        if worker.pending and not worker.writing:
+            self._selector.register(worker.stdin, selectors.EVENT_WRITE, (worker, "in"))
+            worker.writing = True
+        elif not worker.pending and worker.writing:
+            self._selector.unregister(worker.stdin)
+            worker.writing = False
+
+    def _give_batch(self, worker: _Worker, items: list[_Item], context: dict[str, Any]) -> None:
+        message = {
+            "op": "batch",
+            "context": context,
+            "items": [
+                {
+                    "id": item.id,
+                    "category": item.request.category,
+                    "name": item.request.name,
+                    "source": item.request.source,
+                    "repositories": list(item.request.repositories),
+                }
+                for item in items
+            ],
+        }
+        worker.batch.extend(items)
+        worker.item_started = time.monotonic()
+        self._send(worker, (json.dumps(message, separators=(",", ":")) + "\n").encode())
+
+    # --- the loop ------------------------------------------------------------------------
+
+    def evaluate(
+        self,
+        requests: Sequence[EvaluationRequest],
+        context: BuildContext,
+        progress: Progress | None = None,
+    ) -> dict[str, dict[str, Any]]:
+        """Evaluate `requests` for `context`; results by request key.
+
+        A result is the worker's report (``{"ok": True, "fields": ...}`` or
+        ``{"ok": False, "error": ...}``); results the environment caused
+        (timeouts, crashed workers) carry ``"transient": True``.
+        Raises SandboxError when no worker can be started at all.
+        """
+        results: dict[str, dict[str, Any]] = {}
+        if not requests:
+            return results
+        context_data = context.to_json()
+        queues: dict[str, deque[_Item]] = {}
+        for request in requests:
+            queues.setdefault(request.category, deque()).append(_Item(request, next(self._ids)))
+        total = len(requests)
+        try:
+            while True:
+                self._dispatch(queues, context_data)
+                active = [w for w in self._workers if w.busy]
+                if not active:
+                    if any(queues.values()):  # pragma: no cover - dispatch always places work
+                        raise SandboxError("template evaluation made no progress")
+                    break
+                now = time.monotonic()
+                wait = min(self._deadline(w) for w in active) - now
+                for key, _ in self._selector.select(max(0.0, wait)):
+                    worker, kind = key.data
+                    if worker.closed:
+                        continue
+                    if kind == "in":
+                        self._flush(worker)
+                    elif kind == "err":
+                        self._read_stderr(worker)
+                    else:
+                        self._read_stdout(worker, queues, results, total, progress)
+                now = time.monotonic()
+                for worker in [w for w in self._workers if w.busy and now >= self._deadline(w)]:
+                    self._expire(worker, queues, results)
+        except BaseException:
+            for worker in [w for w in self._workers if w.busy]:
+                self._stop(worker, kill=True)
+            raise
+        return results
+
+    def _deadline(self, worker: _Worker) -> float:
+        if not worker.ready:
+            return worker.started + self.settings.startup_timeout + self.settings.timeout
+        return worker.item_started + self.settings.timeout
+
+    def _dispatch(self, queues: dict[str, deque[_Item]], context: dict[str, Any]) -> None:
+        jobs = self.settings.jobs
+        for category, queue in queues.items():
+            while queue:
+                worker = next(
+                    (w for w in self._workers if w.category == category and not w.busy), None
+                )
+                if worker is None:
+                    if len(self._workers) >= jobs:
+                        # Make room: an idle worker whose category has nothing left.
+                        spare = next(
+                            (w for w in self._workers if not w.busy and not queues.get(w.category)),
+                            None,
+                        )
+                        if spare is None:
+                            break
+                        self._stop(spare, kill=False)
+                    worker = self._start(category)
+                share = math.ceil(len(queue) / jobs)
+                size = max(1, min(self.settings.batch_size, share))
+                items = [queue.popleft() for _ in range(min(size, len(queue)))]
+                self._give_batch(worker, items, context)
+
+    def _read_stderr(self, worker: _Worker) -> None:
+        try:
+            data = os.read(worker.stderr, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(worker.stderr)
+            return
+        worker.stderr_tail += data
+        del worker.stderr_tail[:-STDERR_TAIL]
+
+    def _read_stdout(
+        self,
+        worker: _Worker,
+        queues: dict[str, deque[_Item]],
+        results: dict[str, dict[str, Any]],
+        total: int,
+        progress: Progress | None,
+    ) -> None:
+        try:
+            data = os.read(worker.stdout, 1 << 20)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._died(worker, queues, results)
+            return
+        worker.lines += data
+        while True:
+            end = worker.lines.find(b"\n")
+            if end < 0:
+                if len(worker.lines) > MAX_LINE_BYTES:
+                    self._broken(worker, queues, results, "a result over 16 MiB")
+                return
+            line = bytes(worker.lines[:end])
+            del worker.lines[: end + 1]
+            try:
+                message = json.loads(line)
+            except ValueError:
+                message = None
+            if not isinstance(message, dict):
+                self._broken(worker, queues, results, "output that is not a JSON object")
+                return
+            if not worker.ready:
+                if message.get("op") != "ready" or message.get("protocol") != 1:
+                    self._broken(worker, queues, results, "an unexpected greeting")
+                    return
+                worker.ready = True
+                worker.item_started = time.monotonic()
+                continue
+            if not worker.batch or message.get("id") != worker.batch[0].id:
+                self._broken(worker, queues, results, "a result for another template")
+                return
+            item = worker.batch.popleft()
+            message.pop("id", None)
+            message.pop("transient", None)
+            results[item.request.key] = message
+            worker.item_started = time.monotonic()
+            if progress is not None:
+                progress(len(results), total)
+
+    # --- failures ----------------------------------------------------------------------
+
+    def _requeue(self, worker: _Worker, queues: dict[str, deque[_Item]]) -> None:
+        queue = queues.setdefault(worker.category, deque())
+        queue.extendleft(reversed(worker.batch))
+        worker.batch.clear()
+
+    def _fail_current(
+        self, worker: _Worker, results: dict[str, dict[str, Any]], message: str
+    ) -> None:
+        item = worker.batch.popleft()
+        results[item.request.key] = {"ok": False, "error": message, "transient": True}
+
+    def _expire(
+        self,
+        worker: _Worker,
+        queues: dict[str, deque[_Item]],
+        results: dict[str, dict[str, Any]],
+    ) -> None:
+        if not worker.ready:
+            detail = worker.describe_exit()
+            self._stop(worker, kill=True)
+            raise SandboxError(f"the template evaluation sandbox did not start: {detail}")
+        self._fail_current(
+            worker, results, f"evaluation timed out after {self.settings.timeout:g}s"
+        )
+        self._requeue(worker, queues)
+        self._stop(worker, kill=True)
+
+    def _died(
+        self,
+        worker: _Worker,
+        queues: dict[str, deque[_Item]],
+        results: dict[str, dict[str, Any]],
+    ) -> None:
+        self._stop(worker, kill=True)
+        if not worker.ready:
+            raise SandboxError(
+                f"the template evaluation sandbox did not start: {worker.describe_exit()}"
+            )
+        if worker.batch:
+            current = worker.batch[0]
+            current.attempts += 1
+            if current.attempts >= 2:
+                self._fail_current(
+                    worker,
+                    results,
+                    f"the evaluation worker died while evaluating it ({worker.describe_exit()})",
+                )
+        self._requeue(worker, queues)
+
+    def _broken(
+        self,
+        worker: _Worker,
+        queues: dict[str, deque[_Item]],
+        results: dict[str, dict[str, Any]],
+        what: str,
+    ) -> None:
+        self._stop(worker, kill=True)
+        if not worker.ready:
+            raise SandboxError(
+                f"the template evaluation sandbox sent {what}: {worker.describe_exit()}"
+            )
+        if worker.batch:
+            self._fail_current(worker, results, f"the evaluation worker sent {what}")
+        self._requeue(worker, queues)

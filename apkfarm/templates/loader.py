@@ -1,0 +1,301 @@
+"""Loading a whole ports tree for one build context: scan, evaluate, apply rules.
+
+One bad template never stops the others: the result lists the templates
+that loaded, the errors (a template cbuild would refuse, a broken symlink)
+and the exclusions (valid templates that may not build for this context).
+
+``TreeLoader`` is for long-lived callers (the scheduler): it keeps the tree
+scanner, the evaluation cache and warm workers, so loading again after an
+edit stats the tree, evaluates only the changed templates and reuses
+everything else.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from apkfarm.profiles import BuildContext, resolve_context
+from apkfarm.templates.cache import EvaluationCache, evaluation_key
+from apkfarm.templates.evaluator import (
+    EvaluationRequest,
+    EvaluatorSettings,
+    TemplateEvaluator,
+    worker_version,
+)
+from apkfarm.templates.model import Template, TemplateIssue
+from apkfarm.templates.rules import LoadPolicy, RuleOutcome, apply_rules
+from apkfarm.templates.tree import TreeScanner, TreeSnapshot
+
+__all__ = ["LoadResult", "LoadStats", "TreeLoader", "load_tree"]
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class LoadStats:
+    templates: int  # template.py files found
+    evaluated: int  # sent to a worker this time
+    cached: int  # answered from the evaluation cache
+    seconds: float
+
+
+@dataclass
+class LoadResult:
+    """A tree loaded for one build context."""
+
+    context: BuildContext
+    policy: LoadPolicy
+    tree: TreeSnapshot
+    templates: dict[str, Template]  # full name -> template, excluded ones included
+    errors: list[TemplateIssue]
+    exclusions: list[TemplateIssue]
+    warnings: list[TemplateIssue] = field(default_factory=list)
+    stats: LoadStats = LoadStats(0, 0, 0, 0.0)
+
+    @property
+    def buildable(self) -> dict[str, Template]:
+        return {name: t for name, t in self.templates.items() if t.excluded is None}
+
+    @property
+    def failed(self) -> set[str]:
+        """Full names of templates (and tree entries) with errors."""
+        return {issue.template for issue in self.errors}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "arch": self.context.target.arch,
+            "host_arch": self.context.host.arch,
+            "cross": self.context.cross,
+            "stage": self.context.stage,
+            "templates": [self.templates[name].to_json() for name in sorted(self.templates)],
+            "exclusions": [{"template": i.template, "reason": i.message} for i in self.exclusions],
+            "errors": [i.to_json() for i in self.errors],
+            "warnings": [i.to_json() for i in self.warnings],
+        }
+
+
+class TreeLoader:
+    """Loads one ports tree, again and again, doing only the work that changed."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        settings: EvaluatorSettings | None = None,
+        cache: EvaluationCache | None = None,
+        cache_dir: Path | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.scanner = TreeScanner(self.root)
+        self.cache = cache if cache is not None else EvaluationCache(cache_dir)
+        self.settings = settings
+        self._evaluator: TemplateEvaluator | None = None
+        self._rules: dict[tuple[str, LoadPolicy], RuleOutcome] = {}
+
+    @property
+    def evaluator(self) -> TemplateEvaluator:
+        if self._evaluator is None:
+            self._evaluator = TemplateEvaluator(self.root, self.settings)
+        return self._evaluator
+
+    def close(self) -> None:
+        if self._evaluator is not None:
+            self._evaluator.close()
+            self._evaluator = None
+
+    def __enter__(self) -> TreeLoader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def load(
+        self,
+        arch: str,
+        *,
+        host_arch: str | None = None,
+        policy: LoadPolicy | None = None,
+        stage: int = 3,
+        progress: Progress | None = None,
+    ) -> LoadResult:
+        started = time.perf_counter()
+        policy = policy or LoadPolicy()
+        snapshot = self.scanner.scan()
+        context = resolve_context(arch, host=host_arch, tree=self.root, stage=stage)
+        context_data = context.to_json()
+        version = worker_version()
+
+        errors = [TemplateIssue(name, message) for name, message in snapshot.problems]
+        exclusions: list[TemplateIssue] = []
+        warnings: list[TemplateIssue] = [
+            TemplateIssue(f"{category}/{name}", "bad directory encountered (no template.py)")
+            for category, listing in snapshot.categories.items()
+            for name in listing.oddities
+        ]
+        keys: dict[str, str] = {}
+        raw: dict[str, dict[str, Any]] = {}
+        requests: list[EvaluationRequest] = []
+        for full_name, file in snapshot.templates.items():
+            if file.category not in policy.categories:
+                exclusions.append(
+                    TemplateIssue(
+                        full_name,
+                        f"cannot be built, disallowed category (not in {', '.join(policy.categories)})",
+                    )
+                )
+                continue
+            repositories = snapshot.repositories(file.category)
+            key = evaluation_key(
+                worker_version=version,
+                context=context_data,
+                category=file.category,
+                name=file.name,
+                repositories=repositories,
+                digest=file.digest,
+            )
+            keys[full_name] = key
+            if (key, policy) in self._rules:
+                continue
+            cached = self.cache.get(key)
+            if cached is not None:
+                raw[full_name] = cached
+                continue
+            try:
+                source = self.scanner.source(file).decode("utf-8")
+            except UnicodeDecodeError as error:
+                raw[full_name] = {"ok": False, "error": f"template.py is not UTF-8: {error}"}
+                continue
+            requests.append(EvaluationRequest(key, file.category, file.name, source, repositories))
+
+        if requests:
+            by_key = {r.key: r for r in requests}
+            results = self.evaluator.evaluate(requests, context, progress)
+            for key, result in results.items():
+                request = by_key[key]
+                raw[f"{request.category}/{request.name}"] = result
+                if not result.get("transient"):
+                    self.cache.put(key, result)
+
+        templates: dict[str, Template] = {}
+        for full_name, key in keys.items():
+            file = snapshot.templates[full_name]
+            outcome = self._rules.get((key, policy))
+            if outcome is None:
+                outcome = apply_rules(
+                    raw[full_name],
+                    category=file.category,
+                    dirname=file.name,
+                    context=context,
+                    policy=policy,
+                    digest=file.digest,
+                    key=key,
+                    repositories=snapshot.repositories(file.category),
+                )
+                if not raw[full_name].get("transient"):
+                    self._rules[(key, policy)] = outcome
+            if outcome.template is None:
+                errors += [TemplateIssue(full_name, message) for message in outcome.errors]
+            else:
+                templates[full_name] = outcome.template
+
+        errors += _check_symlinks(snapshot, templates, policy)
+        for full_name in {issue.template for issue in errors}:
+            templates.pop(full_name, None)
+        exclusions += [
+            TemplateIssue(name, t.excluded) for name, t in templates.items() if t.excluded
+        ]
+        self._forget_stale(set(keys.values()))
+        stats = LoadStats(
+            templates=len(snapshot.templates),
+            evaluated=len(requests),
+            cached=len(keys) - len(requests),
+            seconds=time.perf_counter() - started,
+        )
+        return LoadResult(
+            context=context,
+            policy=policy,
+            tree=snapshot,
+            templates=dict(sorted(templates.items())),
+            errors=sorted(errors, key=lambda i: (i.template, i.message)),
+            exclusions=sorted(exclusions, key=lambda i: i.template),
+            warnings=warnings,
+            stats=stats,
+        )
+
+    def _forget_stale(self, live: set[str]) -> None:
+        # Rule outcomes are small, but a scheduler runs for months: keep those
+        # of the current tree (for every policy seen) and drop the rest.
+        if len(self._rules) > 4 * max(len(live), 1000):
+            self._rules = {k: v for k, v in self._rules.items() if k[0] in live}
+
+
+def _check_symlinks(
+    snapshot: TreeSnapshot, templates: dict[str, Template], policy: LoadPolicy
+) -> list[TemplateIssue]:
+    """cbuild's subpackage symlink rules, plus links that no template declares."""
+    issues: list[TemplateIssue] = []
+    for category, listing in snapshot.categories.items():
+        if category not in policy.categories:
+            continue
+        for link, target in listing.symlinks.items():
+            where = f"{category}/{link}"
+            if "/" in target or target not in listing.templates:
+                issues.append(
+                    TemplateIssue(
+                        where, f"symlink -> {target} does not point to a template in {category}/"
+                    )
+                )
+                continue
+            owner = templates.get(f"{category}/{target}")
+            if owner is not None and link not in owner.all_subpackages:
+                issues.append(
+                    TemplateIssue(
+                        where,
+                        f"symlink -> {target} does not match a subpackage declared by "
+                        f"{category}/{target}",
+                    )
+                )
+        for name in listing.templates:
+            template = templates.get(f"{category}/{name}")
+            if template is None:
+                continue
+            for subpackage in template.subpackages:
+                link_target = listing.symlinks.get(subpackage.name)
+                if link_target is None:
+                    issues.append(
+                        TemplateIssue(
+                            template.full_name,
+                            f"subpackage '{subpackage.name}' is missing a symlink "
+                            f"({category}/{subpackage.name} -> {name}; "
+                            "'cbuild relink-subpkgs' creates them)",
+                        )
+                    )
+                elif link_target != name:
+                    issues.append(
+                        TemplateIssue(
+                            template.full_name,
+                            f"subpackage '{subpackage.name}' has incorrect symlink "
+                            f"({category}/{subpackage.name} -> {link_target}, expected -> {name})",
+                        )
+                    )
+    return issues
+
+
+def load_tree(
+    root: Path,
+    arch: str,
+    *,
+    host_arch: str | None = None,
+    policy: LoadPolicy | None = None,
+    stage: int = 3,
+    settings: EvaluatorSettings | None = None,
+    cache_dir: Path | None = None,
+    progress: Progress | None = None,
+) -> LoadResult:
+    """Load `root` once for `arch` (a TreeLoader that is closed afterwards)."""
+    with TreeLoader(root, settings=settings, cache_dir=cache_dir) as loader:
+        return loader.load(arch, host_arch=host_arch, policy=policy, stage=stage, progress=progress)

@@ -1,0 +1,186 @@
+"""What a loaded template is: plain, immutable data the builder and scheduler use.
+
+A ``Template`` is one ``<category>/<pkgname>/template.py`` evaluated for one
+build context (target arch, host arch, stage) and accepted by cbuild's
+load-time rules. ``fields`` holds every cports field with defaults filled in;
+the dependency lists are kept exactly as written (``cmd:awk!base-files``,
+``foo>=1.2``), with package objects already rendered as ``name=ver-rN``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["CustomTarget", "Subpackage", "Template", "TemplateIssue"]
+
+
+@dataclass(frozen=True)
+class TemplateIssue:
+    """One problem with one template (``main/foo``) or tree entry, for people."""
+
+    template: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.template}: {self.message}"
+
+    def to_json(self) -> dict[str, str]:
+        return {"template": self.template, "message": self.message}
+
+
+@dataclass(frozen=True)
+class CustomTarget:
+    name: str
+    after: str | None
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    if isinstance(value, list):
+        return tuple(str(v) for v in value)
+    if isinstance(value, str):
+        return (value,)
+    return ()
+
+
+@dataclass(frozen=True)
+class Subpackage:
+    """A ``@subpackage`` of a template, as its function left it.
+
+    ``install`` is what the function returned: ``{"kind": "paths", "paths":
+    [...]}`` for a list, ``{"kind": "default_devel", "man": "23", "extra":
+    None}`` (and ``default_doc``/``default_libs``/``default_progs``/
+    ``default_static``) for cbuild's helpers, ``{"kind": "function"}`` for a
+    custom function the builder runs by re-evaluating the template.
+    """
+
+    name: str
+    declared: str
+    alternative: str | None
+    install: Mapping[str, Any]
+    fields: Mapping[str, Any]
+    options: Mapping[str, bool]
+
+    @property
+    def depends(self) -> tuple[str, ...]:
+        return _strings(self.fields.get("depends"))
+
+    @property
+    def provides(self) -> tuple[str, ...]:
+        return _strings(self.fields.get("provides"))
+
+    @property
+    def install_if(self) -> tuple[str, ...]:
+        return _strings(self.fields.get("install_if"))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "declared": self.declared,
+            "alternative": self.alternative,
+            "install": dict(self.install),
+            "fields": dict(self.fields),
+        }
+
+
+@dataclass(frozen=True)
+class Template:
+    """One template evaluated for one build context.
+
+    ``excluded`` is None when the template may build for the context, or the
+    reason it may not (broken, archs, ``!cross``, restricted, category);
+    ``written_options`` is the ``options`` list as written, ``options`` the
+    resolved switches.
+    """
+
+    category: str
+    pkgname: str
+    pkgver: str
+    pkgrel: int
+    fields: Mapping[str, Any]
+    options: Mapping[str, bool]
+    subpackages: tuple[Subpackage, ...]
+    all_subpackages: tuple[str, ...]
+    hooks: tuple[str, ...]
+    custom_targets: tuple[CustomTarget, ...] = ()
+    excluded: str | None = None
+    log: tuple[str, ...] = ()
+    digest: str = ""  # sha256 of template.py
+    key: str = ""  # the evaluation's cache key
+    repositories: tuple[str, ...] = field(default=())  # category, then its .parent chain
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.category}/{self.pkgname}"
+
+    @property
+    def version(self) -> str:
+        """``pkgver-rN`` as apk writes it."""
+        return f"{self.pkgver}-r{self.pkgrel}"
+
+    @property
+    def hostmakedepends(self) -> tuple[str, ...]:
+        return _strings(self.fields.get("hostmakedepends"))
+
+    @property
+    def makedepends(self) -> tuple[str, ...]:
+        return _strings(self.fields.get("makedepends"))
+
+    @property
+    def checkdepends(self) -> tuple[str, ...]:
+        return _strings(self.fields.get("checkdepends"))
+
+    @property
+    def depends(self) -> tuple[str, ...]:
+        return _strings(self.fields.get("depends"))
+
+    @property
+    def provides(self) -> tuple[str, ...]:
+        return _strings(self.fields.get("provides"))
+
+    @property
+    def archs(self) -> tuple[str, ...] | None:
+        value = self.fields.get("archs")
+        return None if value is None else _strings(value)
+
+    @property
+    def broken(self) -> str | None:
+        value = self.fields.get("broken")
+        return value if isinstance(value, str) else None
+
+    @property
+    def written_options(self) -> tuple[str, ...]:
+        return _strings(self.fields.get("options"))
+
+    @property
+    def package_names(self) -> tuple[str, ...]:
+        """The packages this template builds: itself, then its subpackages."""
+        return (self.pkgname, *(s.name for s in self.subpackages))
+
+    def to_json(self) -> dict[str, Any]:
+        """The shape ``apkfarm templates dump`` prints for one template."""
+        return {
+            "name": self.full_name,
+            "category": self.category,
+            "pkgname": self.pkgname,
+            "pkgver": self.pkgver,
+            "pkgrel": self.pkgrel,
+            "version": self.version,
+            "subpackages": [s.name for s in self.subpackages],
+            "hostmakedepends": list(self.hostmakedepends),
+            "makedepends": list(self.makedepends),
+            "checkdepends": list(self.checkdepends),
+            "depends": list(self.depends),
+            "provides": list(self.provides),
+            "archs": None if self.archs is None else list(self.archs),
+            "options": list(self.written_options),
+            "broken": self.broken,
+            "excluded": self.excluded,
+            "build_style": self.fields.get("build_style"),
+            "hooks": list(self.hooks),
+            "subpackage_details": [s.to_json() for s in self.subpackages],
+            "custom_targets": [{"name": t.name, "after": t.after} for t in self.custom_targets],
+            "fields": dict(self.fields),
+            "digest": self.digest,
+        }

@@ -1,0 +1,348 @@
+"""cbuild's load-time rules, applied to what the worker reported for one template.
+
+The worker reports plain data (fields, subpackages, hooks, type problems);
+here it becomes a ``Template`` or a list of reasons it was refused, and an
+exclusion reason when it may not build for the context. Messages follow
+cbuild's wording so that packagers recognise them.
+
+Lint rules (lowercase name, pkgdesc, url, unknown variables and hooks) are
+skipped for templates with ``options = ["!lint"]``, as cbuild skips them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+from apkfarm import version
+from apkfarm.errors import ApkfarmError
+from apkfarm.profiles import BuildContext
+from apkfarm.templates.archs import arch_exclusion
+from apkfarm.templates.fields import (
+    BUILD_STYLES,
+    FIELDS,
+    HARDENING,
+    resolve_options,
+)
+from apkfarm.templates.model import CustomTarget, Subpackage, Template
+
+__all__ = [
+    "DEFAULT_CATEGORIES",
+    "VIRTUAL_PREFIXES",
+    "LoadPolicy",
+    "RuleOutcome",
+    "apply_rules",
+    "pkgdesc_problems",
+    "url_problems",
+]
+
+DEFAULT_CATEGORIES: tuple[str, ...] = ("main", "user")
+
+# Names cbuild treats as virtual in runtime dependencies; they need '!provider'.
+VIRTUAL_PREFIXES: tuple[str, ...] = (*version.VIRTUAL_PREFIXES, "soname:")
+
+PKGDESC_MAX = 72
+
+
+@dataclass(frozen=True)
+class LoadPolicy:
+    """Which templates may build, beyond what the templates say themselves."""
+
+    categories: tuple[str, ...] = DEFAULT_CATEGORIES
+    allow_restricted: bool = False
+    allow_ci: bool = True
+
+
+@dataclass(frozen=True)
+class RuleOutcome:
+    template: Template | None
+    errors: tuple[str, ...]
+
+
+_ARTICLE = re.compile(r"^(An?|The) ")
+_SUBDESC = re.compile(r" \(.+\)$")
+
+
+def pkgdesc_problems(text: str) -> list[str]:
+    """What cbuild's lint says about a pkgdesc (empty when it is fine)."""
+    problems = []
+    if text.endswith("."):
+        problems.append("pkgdesc should not end with a period")
+    if text[:1].isspace():
+        problems.append("pkgdesc should not start with whitespace")
+    if text[-1:].isspace():
+        problems.append("pkgdesc should not end with whitespace")
+    if _ARTICLE.match(text):
+        problems.append("pkgdesc should not start with an article")
+    if text[:1].islower():
+        problems.append("pkgdesc should start with an uppercase letter")
+    if len(text) > PKGDESC_MAX:
+        problems.append(f"pkgdesc should be no longer than {PKGDESC_MAX} characters")
+    if " written in " in text:
+        problems.append("pkgdesc should not mention the choice of language")
+    if _SUBDESC.search(text):
+        problems.append("pkgdesc should not contain a (subdescription); use 'subdesc'")
+    return problems
+
+
+def url_problems(url: str) -> list[str]:
+    """What cbuild's lint says about a url (empty when it is fine)."""
+    try:
+        parsed = urlparse(url)
+    except ValueError:
+        return ["failed to parse url"]
+    problems = []
+    if parsed.scheme not in ("http", "https"):
+        problems.append("url must be http or https")
+    elif not parsed.netloc:
+        problems.append("url has no host")
+    if parsed.path.endswith("/"):
+        problems.append("url path must not end with a slash")
+    return problems
+
+
+def _dependency_problems(
+    field: str, entries: Sequence[Any], *, build: bool, runtime: bool
+) -> list[str]:
+    problems: list[str] = []
+    for entry in entries:
+        if not isinstance(entry, str):
+            problems.append(f"{field} contains a {type(entry).__name__}, not a string")
+            continue
+        try:
+            dependency = version.parse_dependency(entry)
+        except ApkfarmError as error:
+            problems.append(f"{field}: {error}")
+            continue
+        if build and (
+            dependency.conflict
+            or dependency.op is not None
+            or dependency.provider is not None
+            or ":" in dependency.name
+        ):
+            problems.append(f"{field} entry '{entry}' must be a plain template or subpackage name")
+        if (
+            runtime
+            and not dependency.conflict
+            and dependency.name.startswith(VIRTUAL_PREFIXES)
+            and dependency.provider is None
+        ):
+            problems.append(
+                f"virtual dependency '{entry}' has no specified provider "
+                "(specify one by appending '!provider')"
+            )
+    return problems
+
+
+def _provides_problems(field: str, entries: Sequence[Any]) -> list[str]:
+    problems: list[str] = []
+    for entry in entries:
+        if not isinstance(entry, str):
+            problems.append(f"{field} contains a {type(entry).__name__}, not a string")
+            continue
+        try:
+            dependency = version.parse_dependency(entry)
+        except ApkfarmError as error:
+            problems.append(f"{field}: {error}")
+            continue
+        if (
+            dependency.conflict
+            or dependency.provider is not None
+            or dependency.op not in (None, "=")
+        ):
+            problems.append(f"{field} entry '{entry}' must be 'name' or 'name=version'")
+    return problems
+
+
+def _hardening_problems(owner: str, entries: Sequence[Any]) -> list[str]:
+    problems = []
+    for entry in entries:
+        name = entry[1:] if isinstance(entry, str) and entry.startswith("!") else entry
+        if name not in HARDENING:
+            problems.append(f"{owner}unknown hardening option {entry!r}")
+    return problems
+
+
+def _install_if_problems(owner: str, entries: Sequence[Any], full_version: str) -> list[str]:
+    if not entries:
+        return []
+    exact = f"={full_version}"
+    if any(not isinstance(e, str) or e.endswith(exact) for e in entries):
+        return []
+    return [f"install_if for '{owner}' must have at least one exact '{exact}'"]
+
+
+def _exclusion(
+    fields: Mapping[str, Any],
+    options: Mapping[str, bool],
+    category: str,
+    context: BuildContext,
+    policy: LoadPolicy,
+) -> str | None:
+    """cbuild's reasons a valid template may not build, in cbuild's order."""
+    broken = fields.get("broken")
+    restricted = fields.get("restricted")
+    if broken:
+        return f"cannot be built, it's currently broken: {broken}"
+    if restricted and not policy.allow_restricted:
+        return f"cannot be built, it's restricted: {restricted}"
+    if not options["ci"] and not policy.allow_ci:
+        return "cannot be built in CI environment"
+    if category not in policy.categories:
+        return f"cannot be built, disallowed category (not in {', '.join(policy.categories)})"
+    if context.cross and not options["cross"]:
+        return "cannot be cross-compiled"
+    return arch_exclusion(fields.get("archs"), context.target.arch)
+
+
+def _defaults() -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for f in FIELDS:
+        default = f.default
+        values[f.name] = (
+            list(default)
+            if isinstance(default, list)
+            else (dict(default) if isinstance(default, dict) else default)
+        )
+    return values
+
+
+def apply_rules(
+    raw: Mapping[str, Any],
+    *,
+    category: str,
+    dirname: str,
+    context: BuildContext,
+    policy: LoadPolicy,
+    digest: str = "",
+    key: str = "",
+    repositories: tuple[str, ...] = (),
+) -> RuleOutcome:
+    """Turn one worker result into a Template, or the reasons cbuild refuses it."""
+    if not raw.get("ok"):
+        return RuleOutcome(None, (str(raw.get("error", "evaluation failed")),))
+    written: Mapping[str, Any] = raw.get("fields", {})
+    errors: list[str] = [str(p) for p in raw.get("problems", [])]
+    for f in FIELDS:
+        if (
+            f.mandatory
+            and f.name not in written
+            and not any(p.startswith(f"invalid value for field {f.name} ") for p in errors)
+        ):
+            errors.append(f"mandatory template field not declared: {f.name}")
+    if errors:
+        return RuleOutcome(None, tuple(errors))
+
+    pkgname: str = written["pkgname"]
+    if pkgname != dirname:
+        return RuleOutcome(None, (f"declared pkgname does not match template ({dirname})",))
+
+    fields = _defaults()
+    fields.update(written)
+    written_options = fields["options"]
+    if any(not isinstance(o, str) for o in written_options):
+        errors.append("options must be a list of strings")
+        written_options = [o for o in written_options if isinstance(o, str)]
+    options, unknown = resolve_options(written_options, pkgname)
+    errors += [f"unknown option: {name}" for name in unknown]
+
+    pkgver: str = fields["pkgver"]
+    pkgrel: int = fields["pkgrel"]
+    full_version = f"{pkgver}-r{pkgrel}"
+    if not version.is_valid(full_version):
+        try:
+            version.validate(full_version)
+        except version.InvalidVersion as error:
+            errors.append(f"pkgver has an invalid format: {error}")
+        else:  # pragma: no cover - is_valid and validate agree
+            errors.append("pkgver has an invalid format")
+
+    if options["lint"]:
+        if pkgname.lower() != pkgname:
+            errors.append("package name must be lowercase")
+        errors += pkgdesc_problems(fields["pkgdesc"])
+        errors += url_problems(fields["url"])
+        errors += [f"unknown variable: {name}" for name in raw.get("unknown_variables", [])]
+        errors += [f"unknown hook: {name}" for name in raw.get("unknown_hooks", [])]
+
+    build_style = fields["build_style"]
+    if build_style is not None and build_style not in BUILD_STYLES:
+        errors.append(f"unknown build_style '{build_style}'")
+    if not isinstance(fields["archs"], list | type(None)) or (
+        fields["archs"] is not None and any(not isinstance(a, str) for a in fields["archs"])
+    ):
+        errors.append("archs must be a list of strings")
+
+    for name in ("hostmakedepends", "makedepends", "checkdepends"):
+        errors += _dependency_problems(name, fields[name], build=True, runtime=False)
+    errors += _dependency_problems("depends", fields["depends"], build=False, runtime=True)
+    errors += _dependency_problems("install_if", fields["install_if"], build=False, runtime=False)
+    errors += _provides_problems("provides", fields["provides"])
+    errors += _hardening_problems("", fields["hardening"])
+    errors += _install_if_problems(pkgname, fields["install_if"], full_version)
+    for name in ("provider_priority", "replaces_priority"):
+        if fields[name] < 0:
+            errors.append(f"{name} must be positive")
+
+    subpackages: list[Subpackage] = []
+    seen = {pkgname}
+    for entry in raw.get("subpackages", []):
+        name = entry["name"]
+        if name in seen:
+            errors.append(f"subpackage '{name}' already exists")
+            continue
+        seen.add(name)
+        if name.lower() != name:
+            errors.append(f"subpackage '{name}' must be lowercase")
+        sp_fields: dict[str, Any] = dict(entry["fields"])
+        sp_written = [o for o in sp_fields.get("options", []) if isinstance(o, str)]
+        sp_options, sp_unknown = resolve_options(sp_written, name, options)
+        errors += [f"unknown subpackage option: {o}" for o in sp_unknown]
+        where = f"subpackage '{name}': "
+        errors += [
+            where + p
+            for p in _dependency_problems(
+                "depends", sp_fields.get("depends", []), build=False, runtime=True
+            )
+        ]
+        errors += [where + p for p in _provides_problems("provides", sp_fields.get("provides", []))]
+        errors += _hardening_problems(where, sp_fields.get("hardening", []))
+        errors += _install_if_problems(name, sp_fields.get("install_if", []), full_version)
+        subpackages.append(
+            Subpackage(
+                name=name,
+                declared=entry["declared"],
+                alternative=entry.get("alternative"),
+                install=entry["install"],
+                fields=sp_fields,
+                options=sp_options,
+            )
+        )
+
+    if errors:
+        return RuleOutcome(None, tuple(errors))
+
+    excluded = _exclusion(fields, options, category, context, policy)
+    template = Template(
+        category=category,
+        pkgname=pkgname,
+        pkgver=pkgver,
+        pkgrel=pkgrel,
+        fields=fields,
+        options=options,
+        subpackages=tuple(subpackages),
+        all_subpackages=tuple(raw.get("all_subpackages", [])),
+        hooks=tuple(raw.get("hooks", [])),
+        custom_targets=tuple(
+            CustomTarget(str(t.get("name")), t.get("after")) for t in raw.get("custom_targets", [])
+        ),
+        excluded=excluded,
+        log=tuple(raw.get("log", [])),
+        digest=digest,
+        key=key,
+        repositories=repositories,
+    )
+    return RuleOutcome(template, ())

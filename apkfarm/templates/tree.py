@@ -1,0 +1,196 @@
+"""Reading a ports tree's layout (never its code): categories, templates, symlinks.
+
+A cports tree looks like::
+
+    main/zlib/template.py
+    main/zlib-devel -> zlib          subpackage symlinks, relative, same category
+    user/.parent -> ../main          user may depend on main (never the reverse)
+    user/foo/template.py
+    etc/build_profiles/x86_64.ini    optional profile overrides
+
+``TreeScanner`` is meant to be kept: it remembers what it read, keyed by
+``stat`` data, so that scanning an unchanged tree again reads no file and
+lists no unchanged directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from apkfarm.errors import ApkfarmError
+
+__all__ = ["CategoryListing", "TemplateFile", "TreeScanner", "TreeSnapshot"]
+
+PARENT_LINK = ".parent"
+MAX_TEMPLATE_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class TemplateFile:
+    """One ``<category>/<name>/template.py`` and its content digest."""
+
+    category: str
+    name: str
+    path: Path
+    digest: str
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.category}/{self.name}"
+
+
+@dataclass(frozen=True)
+class CategoryListing:
+    """What one category directory holds."""
+
+    name: str
+    templates: tuple[str, ...]  # directory names that hold a template.py
+    symlinks: Mapping[str, str]  # entry name -> link text, without .parent
+    parent_link: str | None  # the .parent link text, if any
+    oddities: tuple[str, ...]  # entries that are neither templates nor symlinks
+
+
+@dataclass(frozen=True)
+class TreeSnapshot:
+    """The layout of a tree at one moment, with every template's digest."""
+
+    root: Path
+    categories: Mapping[str, CategoryListing]
+    templates: Mapping[str, TemplateFile]  # full name -> file
+    problems: tuple[tuple[str, str], ...] = field(default=())  # (full name, message)
+
+    def repositories(self, category: str) -> tuple[str, ...]:
+        """`category`, then the categories its ``.parent`` links lead to (cbuild's order)."""
+        chain = [category]
+        current = category
+        while True:
+            listing = self.categories.get(current)
+            if listing is None or listing.parent_link is None:
+                break
+            parent = Path(listing.parent_link).name
+            if parent in chain or parent not in self.categories:
+                break
+            chain.append(parent)
+            current = parent
+        return tuple(chain)
+
+
+@dataclass
+class _FileState:
+    key: tuple[int, int, int, int]
+    digest: str
+    source: bytes
+
+
+@dataclass
+class _DirState:
+    key: tuple[int, int, int]
+    listing: CategoryListing
+
+
+class TreeScanner:
+    """Scans one tree repeatedly, re-reading only what changed since the last scan."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._files: dict[str, _FileState] = {}
+        self._dirs: dict[str, _DirState] = {}
+
+    def source(self, template: TemplateFile) -> bytes:
+        """The bytes `template.digest` was computed from."""
+        state = self._files.get(template.full_name)
+        if state is None or state.digest != template.digest:
+            raise ApkfarmError(f"{template.full_name}: template changed while it was loaded")
+        return state.source
+
+    def scan(self) -> TreeSnapshot:
+        if not self.root.is_dir():
+            raise ApkfarmError(f"{self.root}: not a ports tree (no such directory)")
+        categories: dict[str, CategoryListing] = {}
+        templates: dict[str, TemplateFile] = {}
+        problems: list[tuple[str, str]] = []
+        with os.scandir(self.root) as entries:
+            top = sorted(
+                e.name
+                for e in entries
+                if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)
+            )
+        for name in top:
+            listing = self._category(name)
+            if not listing.templates:
+                continue  # src/, etc/ and the like: not a category
+            categories[name] = listing
+            for template in listing.templates:
+                file = self._template(name, template, problems)
+                if file is not None:
+                    templates[file.full_name] = file
+        live = set(templates)
+        for stale in [k for k in self._files if k not in live]:
+            del self._files[stale]
+        return TreeSnapshot(self.root, categories, templates, tuple(problems))
+
+    def _category(self, name: str) -> CategoryListing:
+        path = self.root / name
+        info = path.stat()
+        key = (info.st_mtime_ns, info.st_ino, info.st_ctime_ns)
+        cached = self._dirs.get(name)
+        if cached is not None and cached.key == key:
+            return cached.listing
+        templates: list[str] = []
+        symlinks: dict[str, str] = {}
+        parent_link: str | None = None
+        oddities: list[str] = []
+        with os.scandir(path) as entries:
+            for entry in entries:
+                if entry.is_symlink():
+                    target = os.readlink(entry.path)  # noqa: PTH115 - DirEntry path, hot loop
+                    if entry.name == PARENT_LINK:
+                        parent_link = target
+                    else:
+                        symlinks[entry.name] = target
+                elif entry.is_dir(follow_symlinks=False):
+                    if os.path.isfile(entry.path + "/template.py"):  # noqa: PTH113 - hot loop
+                        templates.append(entry.name)
+                    elif not entry.name.startswith("."):
+                        oddities.append(entry.name)
+                elif not entry.name.startswith("."):
+                    oddities.append(entry.name)
+        listing = CategoryListing(
+            name=name,
+            templates=tuple(sorted(templates)),
+            symlinks=dict(sorted(symlinks.items())),
+            parent_link=parent_link,
+            oddities=tuple(sorted(oddities)),
+        )
+        self._dirs[name] = _DirState(key, listing)
+        return listing
+
+    def _template(
+        self, category: str, name: str, problems: list[tuple[str, str]]
+    ) -> TemplateFile | None:
+        full_name = f"{category}/{name}"
+        path = self.root / category / name / "template.py"
+        try:
+            info = os.stat(path)  # noqa: PTH116 - one stat per template, the hot path
+        except OSError as error:
+            problems.append((full_name, f"cannot read template.py: {error.strerror}"))
+            return None
+        key = (info.st_mtime_ns, info.st_size, info.st_ino, info.st_ctime_ns)
+        state = self._files.get(full_name)
+        if state is None or state.key != key:
+            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_TEMPLATE_BYTES:
+                problems.append((full_name, "template.py is not a regular file under 1 MiB"))
+                return None
+            try:
+                source = path.read_bytes()
+            except OSError as error:
+                problems.append((full_name, f"cannot read template.py: {error.strerror}"))
+                return None
+            state = _FileState(key, hashlib.sha256(source).hexdigest(), source)
+            self._files[full_name] = state
+        return TemplateFile(category, name, path, state.digest)
