@@ -201,10 +201,7 @@ class GzipMemberReader:
         if self._pending[:2] != GZIP_MAGIC:
             if index == 0:
                 raise ApkFormatError(f"{self._source}: not a gzip stream")
-            raise ApkFormatError(
-                f"{self._where(index - 1)}: trailing data after the gzip member "
-                f"({len(self._pending)}+ bytes that are not a gzip member)"
-            )
+            raise ApkFormatError(f"{self._where(index)}: does not start with a gzip header")
         self._member = _Member(
             index=index,
             inflater=zlib.decompressobj(31),
