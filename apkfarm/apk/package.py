@@ -314,8 +314,11 @@ def build_package(
     if not staged_dir.is_dir():
         raise PackageInputError(f"{who}: staged directory {staged_dir} does not exist")
     mtime = info.builddate if source_date_epoch is None else source_date_epoch
-    if mtime < 0:
-        raise PackageInputError(f"{who}: SOURCE_DATE_EPOCH must not be negative")
+    if not 0 <= mtime <= MAX_OCTAL_SIZE:
+        raise PackageInputError(
+            f"{who}: SOURCE_DATE_EPOCH {mtime} is outside what a tar header holds "
+            f"(0..{MAX_OCTAL_SIZE})"
+        )
     script_map = _normalise_scripts(who, info, scripts or {})
     spool = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - owned by the returned DataMember
         max_size=_SPOOL_IN_MEMORY, dir=None if spool_dir is None else str(spool_dir)

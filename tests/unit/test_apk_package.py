@@ -262,6 +262,8 @@ def test_script_and_trigger_rules(tmp_path: Path) -> None:
     plain = PkgInfo(pkgname="x", pkgver="1-r0", arch="noarch")
     with pytest.raises(PackageInputError, match="needs the trigger paths"):
         build_package(root, plain, scripts={".trigger": b""})
+    with pytest.raises(PackageInputError, match="SOURCE_DATE_EPOCH 8589934592 is outside"):
+        build_package(root, PkgInfo(pkgname="x", pkgver="1-r0", arch="noarch", builddate=8**11))
     with pytest.raises(PackageInputError, match="line break"):
         build_package(root, PkgInfo(pkgname="x", pkgver="1-r0", arch="noarch", pkgdesc="a\nb"))
 
@@ -357,7 +359,7 @@ def pkginfos(draw: st.DrawFn) -> PkgInfo:
         pkgdesc=draw(
             st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), max_size=60)
         ),
-        builddate=draw(st.integers(0, 2**33)),
+        builddate=draw(st.integers(0, 8**11 - 1)),
         depends=tuple(draw(st.lists(WORDS, max_size=4))),
         provides=tuple(draw(st.lists(WORDS, max_size=3))),
         replaces=tuple(draw(st.lists(WORDS, max_size=2))),
