@@ -1,0 +1,163 @@
+"""Which template provides a dependency name, as seen from one category.
+
+A name resolves, in cbuild's order, through the categories a template can
+see (its own, then its ``.parent`` chain — ``user`` sees ``main``, never
+the reverse):
+
+1. a template or one of its subpackages of that name;
+2. an automatic subpackage (``foo-man``, ``foo-dbg``, ...) of template ``foo``;
+3. a ``provides`` entry of exactly one template.
+
+Templates that did not load (errors, disallowed categories) still own their
+directory name and their subpackage symlinks, so a dependency on them says
+which template failed instead of "not found".
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from apkfarm import version
+from apkfarm.errors import ApkfarmError
+from apkfarm.templates.fields import AUTOPKGS
+from apkfarm.templates.loader import LoadResult
+
+__all__ = ["NameIndex", "Resolution", "parse_dependency"]
+
+_AUTOPKG_SUFFIXES = tuple(f"-{suffix}" for suffix, _, _ in AUTOPKGS)
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def parse_dependency(text: str) -> version.Dependency | None:
+    """version.parse_dependency, memoised (trees repeat the same strings), None if invalid."""
+    try:
+        return version.parse_dependency(text)
+    except ApkfarmError:
+        return None
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """Where a name led: a template (`template`), or why nowhere (`problem`)."""
+
+    name: str
+    template: str | None = None
+    version: str | None = None  # the version the name is available at, when known
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class _Owner:
+    template: str
+    version: str | None
+
+
+class NameIndex:
+    """Package names and provides of a loaded tree, per category."""
+
+    def __init__(self, load: LoadResult) -> None:
+        self.load = load
+        self._names: dict[str, dict[str, _Owner]] = {}
+        self._inactive: dict[str, dict[str, str]] = {}
+        self._provides: dict[str, dict[str, list[_Owner]]] = {}
+        self._unavailable: dict[str, str] = {}  # template -> why it cannot build
+        for name, template in load.templates.items():
+            names = self._names.setdefault(template.category, {})
+            names[template.pkgname] = _Owner(name, template.version)
+            for subpackage in template.subpackages:
+                names[subpackage.name] = _Owner(name, template.version)
+            active = set(template.package_names)
+            inactive = self._inactive.setdefault(template.category, {})
+            for declared in template.all_subpackages:
+                if declared not in active:
+                    inactive[declared] = name
+            provides = self._provides.setdefault(template.category, {})
+            for entry in (
+                *template.provides,
+                *(p for s in template.subpackages for p in s.provides),
+            ):
+                parsed = parse_dependency(entry)
+                if parsed is not None:
+                    provided = parsed.version if parsed.op == "=" else template.version
+                    provides.setdefault(parsed.name, []).append(_Owner(name, provided))
+            if template.excluded:
+                self._unavailable[name] = f"{name} is excluded: {template.excluded}"
+        failed = {issue.template: issue.message for issue in reversed(load.errors)}
+        excluded = {issue.template: issue.message for issue in load.exclusions}
+        # Templates that did not load keep their names (directory and symlinks).
+        for category, listing in load.tree.categories.items():
+            names = self._names.setdefault(category, {})
+            for directory in listing.templates:
+                full = f"{category}/{directory}"
+                if full in load.templates:
+                    continue
+                why = failed.get(full) or excluded.get(full) or "it did not load"
+                if full in failed:
+                    self._unavailable[full] = f"{full} failed to load: {why}"
+                else:
+                    self._unavailable[full] = f"{full} is excluded: {why}"
+                names.setdefault(directory, _Owner(full, None))
+            for link, target in listing.symlinks.items():
+                full = f"{category}/{target}"
+                if full not in load.templates and target in listing.templates:
+                    names.setdefault(link, _Owner(full, None))
+
+    def unavailable(self, template: str) -> str | None:
+        """Why `template` cannot be built for this context, or None if it can."""
+        return self._unavailable.get(template)
+
+    def resolve(self, name: str, category: str) -> Resolution:
+        repositories = self.load.tree.repositories(category)
+        for repository in repositories:
+            owner = self._names.get(repository, {}).get(name)
+            if owner is not None:
+                return Resolution(name, owner.template, owner.version)
+            inactive = self._inactive.get(repository, {}).get(name)
+            if inactive is not None:
+                arch = self.load.context.target.arch
+                return Resolution(
+                    name, problem=f"'{name}' is a subpackage of {inactive} not built for {arch}"
+                )
+        if name.endswith(_AUTOPKG_SUFFIXES):
+            base = name[: name.rfind("-")]
+            for suffix in _AUTOPKG_SUFFIXES:
+                if name.endswith(suffix):
+                    base = name.removesuffix(suffix)
+                    break
+            for repository in repositories:
+                owner = self._names.get(repository, {}).get(base)
+                if owner is not None:
+                    return Resolution(name, owner.template, owner.version)
+        candidates: list[_Owner] = []
+        for repository in repositories:
+            candidates += self._provides.get(repository, {}).get(name, [])
+        providers = sorted({c.template for c in candidates})
+        if len(providers) == 1:
+            return Resolution(name, providers[0], candidates[0].version)
+        if len(providers) > 1:
+            return Resolution(
+                name,
+                problem=f"'{name}' is provided by several templates ({', '.join(providers)}); "
+                "name one with '!provider'",
+            )
+        for other, names in self._names.items():
+            if other not in repositories and name in names:
+                return Resolution(
+                    name,
+                    problem=f"'{name}' is in {names[name].template}, which {category}/ cannot see",
+                )
+        return Resolution(name, problem=f"'{name}' is not in the tree")
+
+    def target_of(self, dependency: version.Dependency) -> str:
+        """The name a runtime dependency resolves through (cbuild's provider rules)."""
+        if dependency.provider is None:
+            return dependency.name
+        if dependency.name.startswith("alt:"):
+            return f"{dependency.name[4:]}-{dependency.provider}-default"
+        return dependency.provider
+
+    def names(self) -> Mapping[str, Mapping[str, str]]:
+        """category -> package name -> template, for reports and tests."""
+        return {c: {n: o.template for n, o in names.items()} for c, names in self._names.items()}
