@@ -198,6 +198,8 @@ class GzipMemberReader:
         if not self._pending:
             return False
         index = len(self.finished)
+        if len(self._pending) < 2 and GZIP_MAGIC.startswith(self._pending):
+            raise ApkFormatError(f"{self._where(index)}: truncated inside the gzip header")
         if self._pending[:2] != GZIP_MAGIC:
             if index == 0:
                 raise ApkFormatError(f"{self._source}: not a gzip stream")
