@@ -32,7 +32,7 @@ from apkfarm.apk.reader import (
     verify_raw_index,
 )
 from apkfarm.apk.signing import Signer
-from apkfarm.apk.tar import END_OF_ARCHIVE, file_entry
+from apkfarm.apk.tar import END_OF_ARCHIVE, MAX_OCTAL_SIZE, file_entry
 
 # The index content member is large and rebuilt on every change; level 6 costs
 # a fifth less time than 9 for under 1% more bytes. Packages stay at level 9.
@@ -212,6 +212,8 @@ def index_content_member(description: str, apkindex: bytes, *, mtime: int) -> by
     """The compressed second member: ``DESCRIPTION`` + ``APKINDEX`` + end-of-archive."""
     if "\n" in description:
         raise ApkFormatError("index description must be one line")
+    if not 0 <= mtime <= MAX_OCTAL_SIZE:
+        mtime = 0  # a foreign package's absurd build time must not break the index
     tar = (
         file_entry(b"DESCRIPTION", description.encode("utf-8"), mode=0o644, mtime=mtime)
         + file_entry(b"APKINDEX", apkindex, mode=0o644, mtime=mtime)

@@ -1,0 +1,341 @@
+"""Index records, the signed index file and the incremental repository state."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from apk_support import (
+    OTHER_PUBLIC,
+    VECTOR_PRIVATE,
+    VECTOR_PUBLIC,
+    identity,
+    independent_members,
+    tar_file_content,
+    tar_members,
+    write_tree,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from apkfarm.apk.assemble import write_signed_package
+from apkfarm.apk.errors import ApkError, ApkFormatError, ApkSignatureError
+from apkfarm.apk.index import (
+    IndexRecord,
+    build_index_from_records,
+    parse_apkindex,
+    read_index,
+    read_index_records,
+    render_apkindex,
+    sort_records,
+    verify_index_records,
+)
+from apkfarm.apk.index_state import (
+    FileStamp,
+    IndexState,
+    StateEntry,
+    apply_update,
+    decode_state,
+    encode_state,
+    plan_update,
+)
+from apkfarm.apk.keys import Keyring, generate_key_pair
+from apkfarm.apk.package import build_package
+from apkfarm.apk.pkginfo import PkgInfo
+from apkfarm.apk.repository import (
+    INDEX_NAME,
+    STATE_NAME,
+    list_packages,
+    read_packages,
+    update_repository,
+)
+from apkfarm.apk.signing import LocalKeySigner
+
+RECORD = IndexRecord(
+    checksum="Q1" + "A" * 26 + "=",
+    name="foo",
+    version="1.0-r0",
+    arch="x86_64",
+    size=1234,
+    installed_size=4096,
+    description="Foo",
+    url="https://example.org",
+    license="MIT",
+    origin="foo",
+    maintainer="Me <me@example.org>",
+    build_time=1_700_000_000,
+    commit="c0ffee",
+    provider_priority=10,
+    depends=("so:libc.musl-x86_64.so.1", "bar>=2"),
+    provides=("cmd:foo=1.0-r0",),
+    install_if=("foo-base", "baz"),
+)
+
+
+@pytest.fixture(scope="module")
+def keys(vectors: Path) -> Path:
+    return vectors / "apk" / "keys"
+
+
+@pytest.fixture(scope="module")
+def signer(keys: Path) -> LocalKeySigner:
+    return LocalKeySigner(keys / VECTOR_PRIVATE)
+
+
+@pytest.fixture(scope="module")
+def keyring(keys: Path) -> Keyring:
+    return Keyring.from_files([keys / VECTOR_PUBLIC])
+
+
+def test_record_renders_in_apk_field_order() -> None:
+    assert RECORD.render() == (
+        "C:Q1AAAAAAAAAAAAAAAAAAAAAAAAAA=\nP:foo\nV:1.0-r0\nA:x86_64\nS:1234\nI:4096\n"
+        "T:Foo\nU:https://example.org\nL:MIT\no:foo\nm:Me <me@example.org>\nt:1700000000\n"
+        "c:c0ffee\nk:10\nD:so:libc.musl-x86_64.so.1 bar>=2\np:cmd:foo=1.0-r0\ni:foo-base baz\n"
+    )
+    minimal = IndexRecord("Q1x", "m", "1-r0", "noarch", 1, 0)
+    assert minimal.render() == "C:Q1x\nP:m\nV:1-r0\nA:noarch\nS:1\nI:0\nT:\nU:\nL:\n"
+    assert IndexRecord.parse(RECORD.render()) == RECORD
+    assert IndexRecord.parse(minimal.render()) == minimal
+
+
+def test_unknown_fields_survive_a_round_trip_and_bad_lines_are_refused() -> None:
+    text = RECORD.render() + "z:future field\nQ:an uppercase one\n"
+    parsed = IndexRecord.parse(text)
+    assert parsed.extra == (("z", "future field"), ("Q", "an uppercase one"))
+    assert parsed.render() == text
+    with pytest.raises(ApkFormatError, match="malformed line"):
+        parse_apkindex(b"C:x\nP:y\nV:1\nnot a field\n\n")
+    with pytest.raises(ApkFormatError, match="record without V: field"):
+        parse_apkindex(b"C:x\nP:y\n\n")
+
+
+def test_records_sort_by_name_then_apk_version() -> None:
+    versions = ["1.10-r0", "1.2-r0", "1.2_rc1-r0", "1.2-r1", "1.2_p1-r0"]
+    records = [IndexRecord(f"Q1{v}", "foo", v, "x86_64", 1, 1) for v in versions]
+    records.append(IndexRecord("Q1a", "aaa", "9-r0", "x86_64", 1, 1))
+    ordered = [(r.name, r.version) for r in sort_records(records)]
+    assert ordered == [
+        ("aaa", "9-r0"),
+        ("foo", "1.2_rc1-r0"),
+        ("foo", "1.2-r0"),
+        ("foo", "1.2-r1"),
+        ("foo", "1.2_p1-r0"),
+        ("foo", "1.10-r0"),
+    ]
+    text = render_apkindex(reversed(records))
+    assert text == render_apkindex(records)
+    assert text.endswith(b"\n\n") and text.count(b"\n\n") == len(records)
+
+
+def test_signed_index_round_trip_several_signers_and_rejections(
+    tmp_path: Path, signer: LocalKeySigner, keyring: Keyring, keys: Path
+) -> None:
+    pair = generate_key_pair(tmp_path, "next@example.org", now=1)
+    data = build_index_from_records(
+        [RECORD], "my repo", [signer, LocalKeySigner(pair.private_path)]
+    )
+    members = independent_members(data)
+    assert len(members) == 2
+    assert tar_file_content(members[1].raw, "DESCRIPTION") == b"my repo"
+    assert [m.name for m in tar_members(members[1].raw)] == ["DESCRIPTION", "APKINDEX"]
+    assert members[1].raw.endswith(bytes(1024))
+    assert [m.name for m in tar_members(members[0].raw)] == [
+        ".SIGN.RSA256." + VECTOR_PUBLIC,
+        ".SIGN.RSA256.next@example.org-1.rsa.pub",
+    ]
+    for trusted in (keyring, Keyring.from_files([pair.public_path])):
+        index = read_index(io.BytesIO(data), trusted)
+        assert index.records == [RECORD] and index.description == "my repo"
+    with pytest.raises(ApkSignatureError, match="not trusted"):
+        read_index(io.BytesIO(data), Keyring.from_files([keys / OTHER_PUBLIC]))
+    # Same records, same bytes.
+    assert (
+        build_index_from_records([RECORD], "my repo", [signer, LocalKeySigner(pair.private_path)])
+        == data
+    )
+    # A package is not an index.
+    path = tmp_path / INDEX_NAME
+    path.write_bytes(data)
+    assert read_index_records(path) == [RECORD]
+    assert verify_index_records(path, keyring) == [RECORD]
+
+
+# ----------------------------------------------------------------------------- state
+
+
+def entry(name: str, version: str, stamp: str = "1") -> StateEntry:
+    record = IndexRecord(f"Q1{name}{version}", name, version, "x86_64", 10, 20, build_time=5)
+    return StateEntry.from_record(record.filename, FileStamp(10, stamp), record)
+
+
+def test_plan_and_apply_are_incremental() -> None:
+    a, b, c = entry("a", "1-r0"), entry("b", "1-r0"), entry("c", "1-r0")
+    state = IndexState({e.file_name: e for e in (a, b, c)}, "desc")
+    listing = {
+        a.file_name: a.stamp,
+        b.file_name: FileStamp(10, "2"),  # rewritten
+        "d-1-r0.apk": FileStamp(7, "1"),  # new
+    }  # c removed
+    plan = plan_update(state, listing)
+    assert plan.added == ("d-1-r0.apk",)
+    assert plan.changed == (b.file_name,)
+    assert plan.removed == (c.file_name,)
+    assert plan.to_read == ("b-1-r0.apk", "d-1-r0.apk")
+    assert plan.unchanged == 1
+    assert plan_update(state, listing, verify_all=True).to_read == tuple(sorted(listing))
+    new = apply_update(state, plan, [entry("b", "1-r0", "2"), entry("d", "1-r0")])
+    assert sorted(new.entries) == ["a-1-r0.apk", "b-1-r0.apk", "d-1-r0.apk"]
+    assert new.entries["b-1-r0.apk"].stamp.stamp == "2"
+    assert new.description == "desc"
+    assert new.apkindex() == render_apkindex(new.records())
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.from_regex(r"[a-z][a-z0-9-]{0,10}", fullmatch=True),
+            st.from_regex(r"[0-9]{1,3}(\.[0-9]{1,2}){0,2}-r[0-9]", fullmatch=True),
+            st.text(alphabet="0123456789abcdef", min_size=1, max_size=20),
+        ),
+        max_size=20,
+    ),
+    st.text(
+        alphabet=st.characters(blacklist_characters="\n\r", blacklist_categories=("Cs",)),
+        max_size=40,
+    ),
+)
+def test_property_state_encoding_round_trips(
+    items: list[tuple[str, str, str]], description: str
+) -> None:
+    state = IndexState({e.file_name: e for e in (entry(n, v, s) for n, v, s in items)}, description)
+    decoded = decode_state(encode_state(state))
+    assert decoded == state
+    assert decoded.apkindex() == state.apkindex()
+
+
+def test_bad_state_is_refused() -> None:
+    with pytest.raises(ApkFormatError, match="not an apkfarm index state"):
+        decode_state(b"{}")
+    with pytest.raises(ApkFormatError, match="malformed entry header"):
+        decode_state(b"apkfarm-index-state 1\nD:\n\nX:y\nC:1\nP:a\nV:1\n\n")
+
+
+# ----------------------------------------------------------------------------- repository
+
+
+def make_package(
+    directory: Path, signer: LocalKeySigner, name: str, version: str = "1.0-r0"
+) -> Path:
+    tree = directory.parent / f"tree-{name}-{version}"
+    write_tree(tree, {f"usr/share/{name}/README": f"{name} {version}\n".encode()})
+    info = PkgInfo(
+        pkgname=name, pkgver=version, arch="x86_64", builddate=1_700_000_000, origin=name
+    )
+    path = directory / f"{name}-{version}.apk"
+    with build_package(tree, info) as unsigned, path.open("wb") as out:
+        write_signed_package(out, unsigned, [signer])
+    return path
+
+
+def test_repository_updates_incrementally(
+    tmp_path: Path, signer: LocalKeySigner, keyring: Keyring
+) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for name in ("alpha", "beta", "gamma"):
+        make_package(repo, signer, name)
+    first = update_repository(repo, signers=[signer], keyring=keyring, description="test")
+    assert first.added == ("alpha-1.0-r0.apk", "beta-1.0-r0.apk", "gamma-1.0-r0.apk")
+    assert first.reread == 3 and first.wrote_index and first.state_was_reset
+    records = verify_index_records(repo / INDEX_NAME, keyring)
+    assert [r.name for r in records] == ["alpha", "beta", "gamma"]
+    for record in records:
+        data = (repo / record.filename).read_bytes()
+        assert record.checksum == identity(independent_members(data)[1].compressed)
+        assert record.size == len(data)
+
+    again = update_repository(repo, signers=[signer], keyring=keyring, description="test")
+    assert (again.reread, again.wrote_index, again.unchanged) == (0, False, 3)
+
+    make_package(repo, signer, "delta")
+    (repo / "beta-1.0-r0.apk").unlink()
+    step = update_repository(repo, signers=[signer], keyring=keyring, description="test")
+    assert (step.added, step.removed, step.reread) == (
+        ("delta-1.0-r0.apk",),
+        ("beta-1.0-r0.apk",),
+        1,
+    )
+    assert [r.name for r in read_index_records(repo / INDEX_NAME)] == ["alpha", "delta", "gamma"]
+
+    # A rebuilt package (new bytes, new mtime) is noticed and reread.
+    os.utime(make_package(repo, signer, "alpha"), ns=(1, 1))
+    changed = update_repository(repo, signers=[signer], keyring=keyring, description="test")
+    assert changed.changed == ("alpha-1.0-r0.apk",) and changed.reread == 1
+
+    everything = update_repository(
+        repo, signers=[signer], keyring=keyring, description="test", verify_all=True
+    )
+    assert everything.reread == 3 and everything.wrote_index
+
+
+def test_repository_refuses_bad_packages_and_keeps_the_old_index(
+    tmp_path: Path, signer: LocalKeySigner, keyring: Keyring, keys: Path
+) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    make_package(repo, signer, "good")
+    update_repository(repo, signers=[signer], keyring=keyring)
+    index_before = (repo / INDEX_NAME).read_bytes()
+    state_before = (repo / STATE_NAME).read_bytes()
+
+    shutil.copy(make_package(tmp_path, signer, "renamed"), repo / "other-name-1-r0.apk")
+    with pytest.raises(
+        ApkError,
+        match=re.escape("other-name-1-r0.apk: file name does not match the package inside"),
+    ):
+        update_repository(repo, signers=[signer], keyring=keyring)
+    (repo / "other-name-1-r0.apk").unlink()
+
+    pair = generate_key_pair(tmp_path / "k", "stranger@example.org", now=2)
+    make_package(repo, LocalKeySigner(pair.private_path), "foreign")
+    with pytest.raises(
+        ApkError, match=r"(?s)1 package\(s\) failed verification.*foreign-1.0-r0.apk: .*not trusted"
+    ):
+        update_repository(repo, signers=[signer], keyring=keyring)
+    assert (repo / INDEX_NAME).read_bytes() == index_before
+    assert (repo / STATE_NAME).read_bytes() == state_before
+
+
+def test_a_damaged_state_file_means_a_full_reread(
+    tmp_path: Path, signer: LocalKeySigner, keyring: Keyring
+) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    make_package(repo, signer, "one")
+    update_repository(repo, signers=[signer], keyring=keyring)
+    (repo / STATE_NAME).write_text("garbage")
+    result = update_repository(repo, signers=[signer], keyring=keyring)
+    assert result.state_was_reset and result.reread == 1 and result.wrote_index
+
+
+def test_parallel_reading_matches_serial(
+    tmp_path: Path, signer: LocalKeySigner, keyring: Keyring
+) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for i in range(300):  # above the threshold where worker processes are used
+        make_package(repo, signer, f"p{i:03d}")
+    names = sorted(list_packages(repo))
+    seen: list[tuple[int, int]] = []
+    parallel = read_packages(
+        repo, names, keyring, jobs=2, progress=lambda d, t: seen.append((d, t))
+    )
+    serial = read_packages(repo, names[:5], keyring, jobs=1)
+    assert parallel[:5] == serial
+    assert len(parallel) == 300 and seen[-1] == (300, 300)
