@@ -20,6 +20,8 @@ if not VECTORS.is_dir():
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
+pytest_plugins = ["tests.fixtures.servers"]
+
 
 def require(condition: bool, reason: str) -> None:
     """Skip (locally) or fail (in CI) when a tier's dependency is missing."""
