@@ -7,7 +7,7 @@ a template is or is not ready. Nothing here runs template code.
 """
 
 from apkfarm.graph.algorithms import cycles, strongly_connected, waves
-from apkfarm.graph.build import BUILD_KINDS, BuildGraph, Edge, Missing, build_graph
+from apkfarm.graph.build import BUILD_KINDS, BuildGraph, Edge, GraphBuilder, Missing, build_graph
 from apkfarm.graph.plan import Explanation, Plan, PlannedBuild, make_plan
 from apkfarm.graph.resolve import NameIndex, Resolution
 
@@ -16,6 +16,7 @@ __all__ = [
     "BuildGraph",
     "Edge",
     "Explanation",
+    "GraphBuilder",
     "Missing",
     "NameIndex",
     "Plan",

@@ -104,8 +104,8 @@ def waves(graph: Graph) -> tuple[list[list[str]], set[str]]:
     dependents: dict[str, list[str]] = {node: [] for node in graph}
     for node, deps in graph.items():
         count = 0
-        for dep in set(deps):
-            if dep in graph and dep != node:
+        for dep in deps if isinstance(deps, set | frozenset) else set(deps):
+            if dep in dependents and dep != node:
                 count += 1
                 dependents[dep].append(node)
         remaining[node] = count

@@ -22,25 +22,24 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from apkfarm import version
 from apkfarm.errors import ApkfarmError
 from apkfarm.graph.algorithms import cycles, waves
-from apkfarm.graph.build import BUILD_KINDS, BuildGraph, Missing
+from apkfarm.graph.build import BuildGraph, Missing
 from apkfarm.graph.resolve import parse_dependency
 
 __all__ = ["Explanation", "Plan", "PlannedBuild", "make_plan"]
 
 
-@dataclass(frozen=True)
-class PlannedBuild:
+class PlannedBuild(NamedTuple):
     template: str  # main/foo
     pkgname: str
     version: str  # ver-rN
     reasons: tuple[str, ...]
     wave: int
-    waits_on: tuple[str, ...]  # templates of this plan it needs built first
+    waits_on: frozenset[str]  # templates of this plan it needs built first
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -49,7 +48,7 @@ class PlannedBuild:
             "version": self.version,
             "reasons": list(self.reasons),
             "wave": self.wave,
-            "waits_on": list(self.waits_on),
+            "waits_on": sorted(self.waits_on),
         }
 
 
@@ -118,7 +117,8 @@ class Plan:
             return Explanation(template, "up-to-date", f"the repository has version {held}")
         if template in completed:
             return Explanation(template, "done", "built in this run")
-        waiting = tuple(d for d in build.waits_on if d not in set(completed))
+        done = set(completed)
+        waiting = tuple(sorted(d for d in build.waits_on if d not in done))
         why = ", ".join(build.reasons)
         if not waiting:
             return Explanation(template, "ready", f"must build ({why}); nothing to wait for")
@@ -169,24 +169,23 @@ def make_plan(
     rebuild_dependents: bool = False,
 ) -> Plan:
     """Decide what must build for `graph`, given the packages `repository` holds."""
-    reasons: dict[str, list[str]] = {}
+    reasons: dict[str, tuple[str, ...]] = {}
     up_to_date: dict[str, str] = {}
     for name, template in graph.nodes.items():
         held = repository.get(template.pkgname)
         if held is None:
-            reasons[name] = ["new"]
+            reasons[name] = _NEW
         elif held != template.version:
             direction = ""
             if version.is_valid(held) and version.compare(held, template.version) > 0:
                 direction = ", a downgrade"
-            reasons[name] = [f"version changed ({held} -> {template.version}{direction})"]
+            reasons[name] = (f"version changed ({held} -> {template.version}{direction})",)
         else:
             up_to_date[name] = held
 
     if rebuild_dependents:
-        build_deps = graph.adjacency(BUILD_KINDS)
         dependents: dict[str, list[str]] = {}
-        for name, deps in build_deps.items():
+        for name, deps in graph.build_adjacency.items():
             for dep in deps:
                 dependents.setdefault(dep, []).append(name)
         queue = deque(sorted(reasons))
@@ -195,47 +194,65 @@ def make_plan(
             for dependent in sorted(dependents.get(rebuilt, ())):
                 if dependent in reasons:
                     continue
-                reasons[dependent] = [f"dependency rebuilt: {graph.nodes[rebuilt].pkgname}"]
+                reasons[dependent] = (f"dependency rebuilt: {graph.nodes[rebuilt].pkgname}",)
                 up_to_date.pop(dependent, None)
                 queue.append(dependent)
 
-    to_build = set(reasons)
+    to_build = reasons.keys()
     blocked: dict[str, str] = {}
-    for name in sorted(to_build):
-        for missing in graph.missing.get(name, ()):
+    for name, found in graph.missing.items():
+        if name not in to_build:
+            continue
+        for missing in found:
             if not _held(missing, repository):
-                label = {"target": "makedepends", "host": "hostmakedepends"}.get(
-                    missing.kind, missing.kind if missing.kind != "runtime" else "depends"
-                )
+                label = _LIST_NAMES[missing.kind]
                 blocked[name] = f"{label} '{missing.written}' unavailable: {missing.reason}"
                 break
 
-    among = {
-        name: {d for d in graph.dependencies(name) if d in to_build} for name in sorted(to_build)
-    }
-    found_cycles = cycles(among)
-    for cycle in found_cycles:
-        text = " -> ".join(cycle)
-        for member in cycle[:-1]:
-            blocked.setdefault(member, f"in a dependency cycle: {text}")
-
-    # Whatever waits on a blocked template is blocked too.
+    # Dependencies that need no build are in the repository already.
+    if len(to_build) == len(graph.nodes):
+        among: Mapping[str, frozenset[str]] = graph.adjacency
+    else:
+        among = {name: graph.adjacency[name] & to_build for name in to_build}
     waiting_on: dict[str, list[str]] = {}
-    for name, deps in among.items():
-        for dep in deps:
-            waiting_on.setdefault(dep, []).append(name)
-    queue = deque(sorted(blocked))
-    while queue:
-        blocker = queue.popleft()
-        for dependent in sorted(waiting_on.get(blocker, ())):
-            if dependent not in blocked:
-                blocked[dependent] = f"waits on {blocker}, which is blocked"
-                queue.append(dependent)
 
-    buildable = {n: deps - blocked.keys() for n, deps in among.items() if n not in blocked}
-    levels, behind_cycles = waves(buildable)
-    for name in behind_cycles:  # pragma: no cover - cycles were blocked above
-        blocked[name] = "in or behind a dependency cycle"
+    def block_dependents(roots: list[str]) -> None:
+        if not roots:
+            return
+        if not waiting_on:
+            for name, deps in among.items():
+                for dep in deps:
+                    waiting_on.setdefault(dep, []).append(name)
+        queue = deque(roots)
+        while queue:
+            blocker = queue.popleft()
+            for dependent in sorted(waiting_on.get(blocker, ())):
+                if dependent not in blocked:
+                    blocked[dependent] = f"waits on {blocker}, which is blocked"
+                    queue.append(dependent)
+
+    block_dependents(sorted(blocked))
+    buildable: Mapping[str, frozenset[str]]
+    if blocked:
+        buildable = {n: deps - blocked.keys() for n, deps in among.items() if n not in blocked}
+        levels, stuck = waves(buildable)
+    else:
+        buildable = among
+        if among is graph.adjacency:  # everything must build: the graph's own waves
+            levels, stuck = graph.waves, set(graph.in_cycle)
+        else:
+            levels, stuck = waves(buildable)
+    found_cycles: list[list[str]] = []
+    if stuck:
+        found_cycles = cycles({n: buildable[n] & stuck for n in stuck})
+        for cycle in found_cycles:
+            text = " -> ".join(cycle)
+            for member in cycle[:-1]:
+                blocked.setdefault(member, f"in a dependency cycle: {text}")
+        block_dependents(sorted(n for c in found_cycles for n in c[:-1]))
+        for name in stuck:  # behind a cycle through a path the cycles above did not name
+            blocked.setdefault(name, "waits on a dependency cycle")
+
     builds: dict[str, PlannedBuild] = {}
     for number, level in enumerate(levels):
         for name in level:
@@ -244,9 +261,9 @@ def make_plan(
                 template=name,
                 pkgname=template.pkgname,
                 version=template.version,
-                reasons=tuple(reasons[name]),
+                reasons=reasons[name],
                 wave=number,
-                waits_on=tuple(sorted(buildable[name])),
+                waits_on=buildable[name],
             )
     return Plan(
         graph=graph,
@@ -254,7 +271,16 @@ def make_plan(
         builds=builds,
         waves=levels,
         blocked=dict(sorted(blocked.items())),
-        reasons={k: tuple(v) for k, v in sorted(reasons.items())},
+        reasons=reasons,
         cycles=found_cycles,
         up_to_date=up_to_date,
     )
+
+
+_NEW = ("new",)
+_LIST_NAMES = {
+    "host": "hostmakedepends",
+    "check": "checkdepends",
+    "target": "makedepends",
+    "runtime": "depends",
+}

@@ -15,31 +15,20 @@ which template failed instead of "not found".
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from apkfarm import version
-from apkfarm.errors import ApkfarmError
 from apkfarm.templates.fields import AUTOPKGS
 from apkfarm.templates.loader import LoadResult
+from apkfarm.templates.rules import dependency as parse_dependency
 
 __all__ = ["NameIndex", "Resolution", "parse_dependency"]
 
 _AUTOPKG_SUFFIXES = tuple(f"-{suffix}" for suffix, _, _ in AUTOPKGS)
 
 
-@functools.lru_cache(maxsize=1 << 17)
-def parse_dependency(text: str) -> version.Dependency | None:
-    """version.parse_dependency, memoised (trees repeat the same strings), None if invalid."""
-    try:
-        return version.parse_dependency(text)
-    except ApkfarmError:
-        return None
-
-
-@dataclass(frozen=True)
-class Resolution:
+class Resolution(NamedTuple):
     """Where a name led: a template (`template`), or why nowhere (`problem`)."""
 
     name: str
@@ -48,30 +37,35 @@ class Resolution:
     problem: str | None = None
 
 
-@dataclass(frozen=True)
-class _Owner:
+class _Owner(NamedTuple):
     template: str
-    version: str | None
+    provided: str | None = None  # a version a provides entry states; else the template's
 
 
 class NameIndex:
-    """Package names and provides of a loaded tree, per category."""
+    """Package names and provides of a loaded tree, per category.
+
+    The index depends on the names templates declare, not on their versions;
+    ``rebind()`` points an index at a newer load whose names are the same.
+    """
 
     def __init__(self, load: LoadResult) -> None:
         self.load = load
+        self._versions: dict[str, str] = {}
         self._names: dict[str, dict[str, _Owner]] = {}
         self._inactive: dict[str, dict[str, str]] = {}
         self._provides: dict[str, dict[str, list[_Owner]]] = {}
         self._unavailable: dict[str, str] = {}  # template -> why it cannot build
+        self._merged: dict[str, dict[str, _Owner]] = {}
+        self.rebind(load)
         for name, template in load.templates.items():
+            owner = _Owner(name)
             names = self._names.setdefault(template.category, {})
-            names[template.pkgname] = _Owner(name, template.version)
-            for subpackage in template.subpackages:
-                names[subpackage.name] = _Owner(name, template.version)
-            active = set(template.package_names)
+            for package in template.package_names:
+                names[package] = owner
             inactive = self._inactive.setdefault(template.category, {})
             for declared in template.all_subpackages:
-                if declared not in active:
+                if declared not in template.package_names:
                     inactive[declared] = name
             provides = self._provides.setdefault(template.category, {})
             for entry in (
@@ -80,7 +74,7 @@ class NameIndex:
             ):
                 parsed = parse_dependency(entry)
                 if parsed is not None:
-                    provided = parsed.version if parsed.op == "=" else template.version
+                    provided = parsed.version if parsed.op == "=" else None
                     provides.setdefault(parsed.name, []).append(_Owner(name, provided))
             if template.excluded:
                 self._unavailable[name] = f"{name} is excluded: {template.excluded}"
@@ -93,27 +87,45 @@ class NameIndex:
                 full = f"{category}/{directory}"
                 if full in load.templates:
                     continue
-                why = failed.get(full) or excluded.get(full) or "it did not load"
                 if full in failed:
-                    self._unavailable[full] = f"{full} failed to load: {why}"
+                    self._unavailable[full] = f"{full} failed to load: {failed[full]}"
                 else:
+                    why = excluded.get(full, "it did not load")
                     self._unavailable[full] = f"{full} is excluded: {why}"
-                names.setdefault(directory, _Owner(full, None))
+                names.setdefault(directory, _Owner(full))
             for link, target in listing.symlinks.items():
                 full = f"{category}/{target}"
-                if full not in load.templates and target in listing.templates:
-                    names.setdefault(link, _Owner(full, None))
+                if full not in load.templates and target in listing.template_set:
+                    names.setdefault(link, _Owner(full))
+
+    def rebind(self, load: LoadResult) -> None:
+        """Use the versions (and messages) of `load`, whose names are those indexed."""
+        self.load = load
+        self._versions = {name: t.version for name, t in load.templates.items()}
 
     def unavailable(self, template: str) -> str | None:
         """Why `template` cannot be built for this context, or None if it can."""
         return self._unavailable.get(template)
 
+    def version_of(self, template: str) -> str | None:
+        return self._versions.get(template)
+
+    def _visible(self, category: str) -> dict[str, _Owner]:
+        """Every name `category` can see, nearer categories winning (built once)."""
+        visible = self._merged.get(category)
+        if visible is None:
+            visible = {}
+            for repository in reversed(self.load.tree.repositories(category)):
+                visible.update(self._names.get(repository, {}))
+            self._merged[category] = visible
+        return visible
+
     def resolve(self, name: str, category: str) -> Resolution:
+        owner = self._visible(category).get(name)
+        if owner is not None:
+            return Resolution(name, owner.template, self._versions.get(owner.template))
         repositories = self.load.tree.repositories(category)
         for repository in repositories:
-            owner = self._names.get(repository, {}).get(name)
-            if owner is not None:
-                return Resolution(name, owner.template, owner.version)
             inactive = self._inactive.get(repository, {}).get(name)
             if inactive is not None:
                 arch = self.load.context.target.arch
@@ -121,21 +133,19 @@ class NameIndex:
                     name, problem=f"'{name}' is a subpackage of {inactive} not built for {arch}"
                 )
         if name.endswith(_AUTOPKG_SUFFIXES):
-            base = name[: name.rfind("-")]
             for suffix in _AUTOPKG_SUFFIXES:
                 if name.endswith(suffix):
-                    base = name.removesuffix(suffix)
-                    break
-            for repository in repositories:
-                owner = self._names.get(repository, {}).get(base)
-                if owner is not None:
-                    return Resolution(name, owner.template, owner.version)
+                    base = self._visible(category).get(name.removesuffix(suffix))
+                    if base is not None:
+                        version_held = self._versions.get(base.template)
+                        return Resolution(name, base.template, version_held)
         candidates: list[_Owner] = []
         for repository in repositories:
             candidates += self._provides.get(repository, {}).get(name, [])
         providers = sorted({c.template for c in candidates})
         if len(providers) == 1:
-            return Resolution(name, providers[0], candidates[0].version)
+            provided = candidates[0].provided or self._versions.get(candidates[0].template)
+            return Resolution(name, providers[0], provided)
         if len(providers) > 1:
             return Resolution(
                 name,
@@ -150,7 +160,8 @@ class NameIndex:
                 )
         return Resolution(name, problem=f"'{name}' is not in the tree")
 
-    def target_of(self, dependency: version.Dependency) -> str:
+    @staticmethod
+    def target_of(dependency: version.Dependency) -> str:
         """The name a runtime dependency resolves through (cbuild's provider rules)."""
         if dependency.provider is None:
             return dependency.name

@@ -20,24 +20,29 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EvaluationCache", "evaluation_key"]
+__all__ = ["EvaluationCache", "context_digest", "evaluation_key"]
+
+
+def context_digest(worker_version: str, context: dict[str, Any]) -> str:
+    """What every key of one evaluation context shares: the worker and the context."""
+    material = json.dumps([worker_version, context], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(material.encode()).hexdigest()
 
 
 def evaluation_key(
     *,
-    worker_version: str,
-    context: dict[str, Any],
+    context: str,
     category: str,
     name: str,
     repositories: tuple[str, ...],
     digest: str,
 ) -> str:
-    """The cache key of one template evaluated in one context."""
-    material = json.dumps(
-        [worker_version, context, category, name, list(repositories), digest],
-        sort_keys=True,
-        separators=(",", ":"),
-    )
+    """The cache key of one template (by content digest) evaluated in one context.
+
+    `context` is ``context_digest(...)``; names cannot contain NUL, so joining
+    with it is unambiguous.
+    """
+    material = "\0".join((context, category, name, ",".join(repositories), digest))
     return hashlib.sha256(material.encode()).hexdigest()
 
 

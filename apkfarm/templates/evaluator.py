@@ -65,6 +65,7 @@ MAX_LINE_BYTES = 16 * MIB
 STDERR_TAIL = 8192
 
 Progress = Callable[[int, int], None]
+ResultHandler = Callable[[str, dict[str, Any]], None]
 
 
 @functools.cache
@@ -178,6 +179,16 @@ class TemplateEvaluator:
             json.dumps({"op": "init", "spec": worker_spec()}, separators=(",", ":")) + "\n"
         ).encode()
         self.started_workers = 0
+        self._on_result: ResultHandler | None = None
+
+    def prestart(self, categories: Sequence[str]) -> None:
+        """Start idle workers for `categories` now (up to ``jobs``), so that their
+        start-up overlaps with whatever the caller does before ``evaluate()``."""
+        for category in categories:
+            if len(self._workers) >= self.settings.jobs:
+                break
+            if not any(w.category == category for w in self._workers):
+                self._start(category)
 
     # --- sandbox ---------------------------------------------------------------------
 
@@ -312,12 +323,15 @@ class TemplateEvaluator:
         requests: Sequence[EvaluationRequest],
         context: BuildContext,
         progress: Progress | None = None,
+        on_result: ResultHandler | None = None,
     ) -> dict[str, dict[str, Any]]:
         """Evaluate `requests` for `context`; results by request key.
 
         A result is the worker's report (``{"ok": True, "fields": ...}`` or
         ``{"ok": False, "error": ...}``); results the environment caused
         (timeouts, crashed workers) carry ``"transient": True``.
+        `on_result(key, result)` sees each result as it arrives, so callers
+        can work while the workers still evaluate.
         Raises SandboxError when no worker can be started at all.
         """
         results: dict[str, dict[str, Any]] = {}
@@ -328,6 +342,7 @@ class TemplateEvaluator:
         for request in requests:
             queues.setdefault(request.category, deque()).append(_Item(request, next(self._ids)))
         total = len(requests)
+        self._on_result = on_result
         try:
             while True:
                 self._dispatch(queues, context_data)
@@ -445,7 +460,7 @@ class TemplateEvaluator:
             item = worker.batch.popleft()
             message.pop("id", None)
             message.pop("transient", None)
-            results[item.request.key] = message
+            self._record(results, item.request.key, message)
             worker.item_started = time.monotonic()
             if progress is not None:
                 progress(len(results), total)
@@ -461,7 +476,12 @@ class TemplateEvaluator:
         self, worker: _Worker, results: dict[str, dict[str, Any]], message: str
     ) -> None:
         item = worker.batch.popleft()
-        results[item.request.key] = {"ok": False, "error": message, "transient": True}
+        self._record(results, item.request.key, {"ok": False, "error": message, "transient": True})
+
+    def _record(self, results: dict[str, dict[str, Any]], key: str, result: dict[str, Any]) -> None:
+        results[key] = result
+        if self._on_result is not None:
+            self._on_result(key, result)
 
     def _expire(
         self,

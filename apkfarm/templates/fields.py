@@ -15,10 +15,12 @@ Field attributes, as in cbuild:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 __all__ = [
@@ -305,13 +307,31 @@ def hook_phase(name: str) -> str | None:
 
 
 def resolve_options(
-    written: list[str], pkgname: str, parent: Mapping[str, bool] | None = None
-) -> tuple[dict[str, bool], list[str]]:
-    """cbuild's option dictionary for a package, and the unknown names written.
+    written: Sequence[str], pkgname: str, parent: Mapping[str, bool] | None = None
+) -> tuple[Mapping[str, bool], list[str]]:
+    """cbuild's option dictionary for a package (read-only), and the unknown names written.
 
     A subpackage (`parent` given) inherits the parent's value of global
     options and starts from the default for per-package ones.
     """
+    if parent is None:
+        options, unknown = _top_level_options(tuple(written), pkgname.endswith("-devel"))
+        return options, list(unknown)
+    return _options(written, pkgname, parent)
+
+
+@functools.lru_cache(maxsize=4096)
+def _top_level_options(
+    written: tuple[str, ...], devel: bool
+) -> tuple[Mapping[str, bool], tuple[str, ...]]:
+    # Templates share few distinct option lists: resolve each once.
+    options, unknown = _options(written, "x-devel" if devel else "x", None)
+    return options, tuple(unknown)
+
+
+def _options(
+    written: Sequence[str], pkgname: str, parent: Mapping[str, bool] | None
+) -> tuple[Mapping[str, bool], list[str]]:
     options: dict[str, bool] = {}
     for option in OPTIONS.values():
         if parent is not None and option.inherit:
@@ -328,7 +348,7 @@ def resolve_options(
             unknown.append(name)
             continue
         options[name] = not negated
-    return options, unknown
+    return MappingProxyType(options), unknown
 
 
 def worker_spec() -> dict[str, Any]:

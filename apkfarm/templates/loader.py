@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from apkfarm.profiles import BuildContext, resolve_context
-from apkfarm.templates.cache import EvaluationCache, evaluation_key
+from apkfarm.templates.cache import EvaluationCache, context_digest, evaluation_key
 from apkfarm.templates.evaluator import (
     EvaluationRequest,
     EvaluatorSettings,
@@ -28,7 +28,7 @@ from apkfarm.templates.evaluator import (
 )
 from apkfarm.templates.model import Template, TemplateIssue
 from apkfarm.templates.rules import LoadPolicy, RuleOutcome, apply_rules
-from apkfarm.templates.tree import TreeScanner, TreeSnapshot
+from apkfarm.templates.tree import TemplateFile, TreeScanner, TreeSnapshot
 
 __all__ = ["LoadResult", "LoadStats", "TreeLoader", "load_tree"]
 
@@ -94,7 +94,11 @@ class TreeLoader:
         self.cache = cache if cache is not None else EvaluationCache(cache_dir)
         self.settings = settings
         self._evaluator: TemplateEvaluator | None = None
-        self._rules: dict[tuple[str, LoadPolicy], RuleOutcome] = {}
+        # Rule outcomes per policy, by evaluation key: the same key and policy
+        # give the same Template object, which lets the graph reuse its edges.
+        self._rules: dict[LoadPolicy, dict[str, RuleOutcome]] = {}
+        # The last key computed for each template file (object) and context.
+        self._keys: dict[str, tuple[TemplateFile, str, str]] = {}
 
     @property
     def evaluator(self) -> TemplateEvaluator:
@@ -124,10 +128,14 @@ class TreeLoader:
     ) -> LoadResult:
         started = time.perf_counter()
         policy = policy or LoadPolicy()
+        first = self._evaluator is None and not self._rules and len(self.cache) == 0
+        known_outcomes = self._rules.setdefault(policy, {})
+        if first and self.cache.directory is None:
+            # Nothing can be cached yet: let the workers start while we scan.
+            self.evaluator.prestart(policy.categories)
         snapshot = self.scanner.scan()
         context = resolve_context(arch, host=host_arch, tree=self.root, stage=stage)
-        context_data = context.to_json()
-        version = worker_version()
+        shared = context_digest(worker_version(), context.to_json())
 
         errors = [TemplateIssue(name, message) for name, message in snapshot.problems]
         exclusions: list[TemplateIssue] = []
@@ -136,67 +144,82 @@ class TreeLoader:
             for category, listing in snapshot.categories.items()
             for name in listing.oddities
         ]
+        outcomes: dict[str, RuleOutcome] = {}
         keys: dict[str, str] = {}
-        raw: dict[str, dict[str, Any]] = {}
         requests: list[EvaluationRequest] = []
+        chains = {category: snapshot.repositories(category) for category in snapshot.categories}
+
+        def conclude(full_name: str, key: str, result: dict[str, Any]) -> None:
+            file = snapshot.templates[full_name]
+            outcome = apply_rules(
+                result,
+                category=file.category,
+                dirname=file.name,
+                context=context,
+                policy=policy,
+                digest=file.digest,
+                key=key,
+                repositories=chains[file.category],
+            )
+            outcomes[full_name] = outcome
+            if not result.get("transient"):
+                known_outcomes[key] = outcome
+
         for full_name, file in snapshot.templates.items():
             if file.category not in policy.categories:
                 exclusions.append(
                     TemplateIssue(
                         full_name,
-                        f"cannot be built, disallowed category (not in {', '.join(policy.categories)})",
+                        "cannot be built, disallowed category "
+                        f"(not in {', '.join(policy.categories)})",
                     )
                 )
                 continue
-            repositories = snapshot.repositories(file.category)
-            key = evaluation_key(
-                worker_version=version,
-                context=context_data,
-                category=file.category,
-                name=file.name,
-                repositories=repositories,
-                digest=file.digest,
-            )
+            remembered = self._keys.get(full_name)
+            if remembered is not None and remembered[0] is file and remembered[1] == shared:
+                key = remembered[2]
+            else:
+                key = evaluation_key(
+                    context=shared,
+                    category=file.category,
+                    name=file.name,
+                    repositories=chains[file.category],
+                    digest=file.digest,
+                )
+                self._keys[full_name] = (file, shared, key)
             keys[full_name] = key
-            if (key, policy) in self._rules:
+            known = known_outcomes.get(key)
+            if known is not None:
+                outcomes[full_name] = known
                 continue
             cached = self.cache.get(key)
             if cached is not None:
-                raw[full_name] = cached
+                conclude(full_name, key, cached)
                 continue
             try:
                 source = self.scanner.source(file).decode("utf-8")
             except UnicodeDecodeError as error:
-                raw[full_name] = {"ok": False, "error": f"template.py is not UTF-8: {error}"}
+                conclude(
+                    full_name, key, {"ok": False, "error": f"template.py is not UTF-8: {error}"}
+                )
                 continue
-            requests.append(EvaluationRequest(key, file.category, file.name, source, repositories))
+            requests.append(
+                EvaluationRequest(key, file.category, file.name, source, chains[file.category])
+            )
 
         if requests:
-            by_key = {r.key: r for r in requests}
-            results = self.evaluator.evaluate(requests, context, progress)
-            for key, result in results.items():
-                request = by_key[key]
-                raw[f"{request.category}/{request.name}"] = result
+            names = {r.key: f"{r.category}/{r.name}" for r in requests}
+
+            def arrived(key: str, result: dict[str, Any]) -> None:
                 if not result.get("transient"):
                     self.cache.put(key, result)
+                conclude(names[key], key, result)
+
+            self.evaluator.evaluate(requests, context, progress, on_result=arrived)
 
         templates: dict[str, Template] = {}
-        for full_name, key in keys.items():
-            file = snapshot.templates[full_name]
-            outcome = self._rules.get((key, policy))
-            if outcome is None:
-                outcome = apply_rules(
-                    raw[full_name],
-                    category=file.category,
-                    dirname=file.name,
-                    context=context,
-                    policy=policy,
-                    digest=file.digest,
-                    key=key,
-                    repositories=snapshot.repositories(file.category),
-                )
-                if not raw[full_name].get("transient"):
-                    self._rules[(key, policy)] = outcome
+        for full_name in keys:
+            outcome = outcomes[full_name]
             if outcome.template is None:
                 errors += [TemplateIssue(full_name, message) for message in outcome.errors]
             else:
@@ -208,7 +231,7 @@ class TreeLoader:
         exclusions += [
             TemplateIssue(name, t.excluded) for name, t in templates.items() if t.excluded
         ]
-        self._forget_stale(set(keys.values()))
+        self._forget_stale(keys)
         stats = LoadStats(
             templates=len(snapshot.templates),
             evaluated=len(requests),
@@ -226,11 +249,13 @@ class TreeLoader:
             stats=stats,
         )
 
-    def _forget_stale(self, live: set[str]) -> None:
+    def _forget_stale(self, keys: dict[str, str]) -> None:
         # Rule outcomes are small, but a scheduler runs for months: keep those
         # of the current tree (for every policy seen) and drop the rest.
-        if len(self._rules) > 4 * max(len(live), 1000):
-            self._rules = {k: v for k, v in self._rules.items() if k[0] in live}
+        for policy, outcomes in self._rules.items():
+            if len(outcomes) > 4 * max(len(keys), 1000):
+                live = set(keys.values())
+                self._rules[policy] = {k: v for k, v in outcomes.items() if k in live}
 
 
 def _check_symlinks(
@@ -241,9 +266,10 @@ def _check_symlinks(
     for category, listing in snapshot.categories.items():
         if category not in policy.categories:
             continue
+        directories = listing.template_set
         for link, target in listing.symlinks.items():
             where = f"{category}/{link}"
-            if "/" in target or target not in listing.templates:
+            if "/" in target or target not in directories:
                 issues.append(
                     TemplateIssue(
                         where, f"symlink -> {target} does not point to a template in {category}/"

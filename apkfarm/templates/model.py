@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 __all__ = ["CustomTarget", "Subpackage", "Template", "TemplateIssue"]
@@ -37,7 +38,7 @@ class CustomTarget:
 
 
 def _strings(value: Any) -> tuple[str, ...]:
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return tuple(str(v) for v in value)
     if isinstance(value, str):
         return (value,)
@@ -62,11 +63,11 @@ class Subpackage:
     fields: Mapping[str, Any]
     options: Mapping[str, bool]
 
-    @property
+    @cached_property
     def depends(self) -> tuple[str, ...]:
         return _strings(self.fields.get("depends"))
 
-    @property
+    @cached_property
     def provides(self) -> tuple[str, ...]:
         return _strings(self.fields.get("provides"))
 
@@ -119,23 +120,24 @@ class Template:
         """``pkgver-rN`` as apk writes it."""
         return f"{self.pkgver}-r{self.pkgrel}"
 
-    @property
+    # Cached: the graph reads these for every template on every re-plan.
+    @cached_property
     def hostmakedepends(self) -> tuple[str, ...]:
         return _strings(self.fields.get("hostmakedepends"))
 
-    @property
+    @cached_property
     def makedepends(self) -> tuple[str, ...]:
         return _strings(self.fields.get("makedepends"))
 
-    @property
+    @cached_property
     def checkdepends(self) -> tuple[str, ...]:
         return _strings(self.fields.get("checkdepends"))
 
-    @property
+    @cached_property
     def depends(self) -> tuple[str, ...]:
         return _strings(self.fields.get("depends"))
 
-    @property
+    @cached_property
     def provides(self) -> tuple[str, ...]:
         return _strings(self.fields.get("provides"))
 
@@ -153,7 +155,7 @@ class Template:
     def written_options(self) -> tuple[str, ...]:
         return _strings(self.fields.get("options"))
 
-    @property
+    @cached_property
     def package_names(self) -> tuple[str, ...]:
         """The packages this template builds: itself, then its subpackages."""
         return (self.pkgname, *(s.name for s in self.subpackages))

@@ -11,11 +11,11 @@ skipped for templates with ``options = ["!lint"]``, as cbuild skips them.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlparse
 
 from apkfarm import version
 from apkfarm.errors import ApkfarmError
@@ -31,10 +31,12 @@ from apkfarm.templates.model import CustomTarget, Subpackage, Template
 
 __all__ = [
     "DEFAULT_CATEGORIES",
+    "FIELD_DEFAULTS",
     "VIRTUAL_PREFIXES",
     "LoadPolicy",
     "RuleOutcome",
     "apply_rules",
+    "dependency",
     "pkgdesc_problems",
     "url_problems",
 ]
@@ -45,6 +47,23 @@ DEFAULT_CATEGORIES: tuple[str, ...] = ("main", "user")
 VIRTUAL_PREFIXES: tuple[str, ...] = (*version.VIRTUAL_PREFIXES, "soname:")
 
 PKGDESC_MAX = 72
+
+# Every field's default. Lists are tuples here: the same object is shared by
+# every template that does not set the field, so it must not be mutable.
+FIELD_DEFAULTS: Mapping[str, Any] = {
+    f.name: tuple(f.default) if isinstance(f.default, list) else f.default for f in FIELDS
+}
+_SUBPACKAGE_FIELDS = tuple(f for f in FIELDS if f.subpkg)
+_MANDATORY_FIELDS = tuple(f for f in FIELDS if f.mandatory)
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def dependency(text: str) -> version.Dependency | None:
+    """version.parse_dependency, memoised (trees repeat the same strings), None if invalid."""
+    try:
+        return version.parse_dependency(text)
+    except ApkfarmError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -62,6 +81,8 @@ class RuleOutcome:
     errors: tuple[str, ...]
 
 
+# RFC 3986's split into scheme, authority and path (what urllib.parse.urlsplit does).
+_URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*):(?://(?P<host>[^/?#]*))?(?P<path>[^?#]*)")
 _ARTICLE = re.compile(r"^(An?|The) ")
 _SUBDESC = re.compile(r" \(.+\)$")
 
@@ -90,18 +111,25 @@ def pkgdesc_problems(text: str) -> list[str]:
 
 def url_problems(url: str) -> list[str]:
     """What cbuild's lint says about a url (empty when it is fine)."""
-    try:
-        parsed = urlparse(url)
-    except ValueError:
+    found = _URL.match(url)
+    if found is None:
         return ["failed to parse url"]
     problems = []
-    if parsed.scheme not in ("http", "https"):
+    if found["scheme"].lower() not in ("http", "https"):
         problems.append("url must be http or https")
-    elif not parsed.netloc:
+    elif not found["host"]:
         problems.append("url has no host")
-    if parsed.path.endswith("/"):
+    if found["path"].endswith("/"):
         problems.append("url path must not end with a slash")
     return problems
+
+
+def _parse_problem(text: str) -> str:
+    try:
+        version.parse_dependency(text)
+    except ApkfarmError as error:
+        return str(error)
+    return "invalid"  # pragma: no cover - only called for texts that do not parse
 
 
 def _dependency_problems(
@@ -112,23 +140,22 @@ def _dependency_problems(
         if not isinstance(entry, str):
             problems.append(f"{field} contains a {type(entry).__name__}, not a string")
             continue
-        try:
-            dependency = version.parse_dependency(entry)
-        except ApkfarmError as error:
-            problems.append(f"{field}: {error}")
+        parsed = dependency(entry)
+        if parsed is None:
+            problems.append(f"{field}: {_parse_problem(entry)}")
             continue
         if build and (
-            dependency.conflict
-            or dependency.op is not None
-            or dependency.provider is not None
-            or ":" in dependency.name
+            parsed.conflict
+            or parsed.op is not None
+            or parsed.provider is not None
+            or ":" in parsed.name
         ):
             problems.append(f"{field} entry '{entry}' must be a plain template or subpackage name")
         if (
             runtime
-            and not dependency.conflict
-            and dependency.name.startswith(VIRTUAL_PREFIXES)
-            and dependency.provider is None
+            and not parsed.conflict
+            and parsed.name.startswith(VIRTUAL_PREFIXES)
+            and parsed.provider is None
         ):
             problems.append(
                 f"virtual dependency '{entry}' has no specified provider "
@@ -143,16 +170,11 @@ def _provides_problems(field: str, entries: Sequence[Any]) -> list[str]:
         if not isinstance(entry, str):
             problems.append(f"{field} contains a {type(entry).__name__}, not a string")
             continue
-        try:
-            dependency = version.parse_dependency(entry)
-        except ApkfarmError as error:
-            problems.append(f"{field}: {error}")
+        parsed = dependency(entry)
+        if parsed is None:
+            problems.append(f"{field}: {_parse_problem(entry)}")
             continue
-        if (
-            dependency.conflict
-            or dependency.provider is not None
-            or dependency.op not in (None, "=")
-        ):
+        if parsed.conflict or parsed.provider is not None or parsed.op not in (None, "="):
             problems.append(f"{field} entry '{entry}' must be 'name' or 'name=version'")
     return problems
 
@@ -198,18 +220,6 @@ def _exclusion(
     return arch_exclusion(fields.get("archs"), context.target.arch)
 
 
-def _defaults() -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for f in FIELDS:
-        default = f.default
-        values[f.name] = (
-            list(default)
-            if isinstance(default, list)
-            else (dict(default) if isinstance(default, dict) else default)
-        )
-    return values
-
-
 def apply_rules(
     raw: Mapping[str, Any],
     *,
@@ -226,11 +236,9 @@ def apply_rules(
         return RuleOutcome(None, (str(raw.get("error", "evaluation failed")),))
     written: Mapping[str, Any] = raw.get("fields", {})
     errors: list[str] = [str(p) for p in raw.get("problems", [])]
-    for f in FIELDS:
-        if (
-            f.mandatory
-            and f.name not in written
-            and not any(p.startswith(f"invalid value for field {f.name} ") for p in errors)
+    for f in _MANDATORY_FIELDS:
+        if f.name not in written and not any(
+            p.startswith(f"invalid value for field {f.name} ") for p in errors
         ):
             errors.append(f"mandatory template field not declared: {f.name}")
     if errors:
@@ -240,8 +248,9 @@ def apply_rules(
     if pkgname != dirname:
         return RuleOutcome(None, (f"declared pkgname does not match template ({dirname})",))
 
-    fields = _defaults()
-    fields.update(written)
+    fields = {**FIELD_DEFAULTS, **written}
+    if "origin" not in written:
+        fields["origin"] = pkgname  # cbuild fills it in; subpackages inherit it
     written_options = fields["options"]
     if any(not isinstance(o, str) for o in written_options):
         errors.append("options must be a list of strings")
@@ -271,7 +280,7 @@ def apply_rules(
     build_style = fields["build_style"]
     if build_style is not None and build_style not in BUILD_STYLES:
         errors.append(f"unknown build_style '{build_style}'")
-    if not isinstance(fields["archs"], list | type(None)) or (
+    if not isinstance(fields["archs"], list | tuple | type(None)) or (
         fields["archs"] is not None and any(not isinstance(a, str) for a in fields["archs"])
     ):
         errors.append("archs must be a list of strings")
@@ -297,7 +306,13 @@ def apply_rules(
         seen.add(name)
         if name.lower() != name:
             errors.append(f"subpackage '{name}' must be lowercase")
-        sp_fields: dict[str, Any] = dict(entry["fields"])
+        # The worker reports what differs from the default (the template's
+        # value for inherited fields); the rest is rebuilt here.
+        sp_fields: dict[str, Any] = {
+            f.name: fields[f.name] if f.inherit else FIELD_DEFAULTS[f.name]
+            for f in _SUBPACKAGE_FIELDS
+        }
+        sp_fields.update(entry["fields"])
         sp_written = [o for o in sp_fields.get("options", []) if isinstance(o, str)]
         sp_options, sp_unknown = resolve_options(sp_written, name, options)
         errors += [f"unknown subpackage option: {o}" for o in sp_unknown]

@@ -20,6 +20,7 @@ import os
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from apkfarm.errors import ApkfarmError
@@ -54,6 +55,10 @@ class CategoryListing:
     parent_link: str | None  # the .parent link text, if any
     oddities: tuple[str, ...]  # entries that are neither templates nor symlinks
 
+    @cached_property
+    def template_set(self) -> frozenset[str]:
+        return frozenset(self.templates)
+
 
 @dataclass(frozen=True)
 class TreeSnapshot:
@@ -63,16 +68,28 @@ class TreeSnapshot:
     categories: Mapping[str, CategoryListing]
     templates: Mapping[str, TemplateFile]  # full name -> file
     problems: tuple[tuple[str, str], ...] = field(default=())  # (full name, message)
+    chains: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.chains:
+            chains = {category: self._chain(category) for category in self.categories}
+            object.__setattr__(self, "chains", chains)
 
     def repositories(self, category: str) -> tuple[str, ...]:
         """`category`, then the categories its ``.parent`` links lead to (cbuild's order)."""
+        known = self.chains.get(category)
+        if known is not None:
+            return known
+        return self._chain(category)
+
+    def _chain(self, category: str) -> tuple[str, ...]:
         chain = [category]
         current = category
         while True:
             listing = self.categories.get(current)
             if listing is None or listing.parent_link is None:
                 break
-            parent = Path(listing.parent_link).name
+            parent = listing.parent_link.rstrip("/").rpartition("/")[2]
             if parent in chain or parent not in self.categories:
                 break
             chain.append(parent)
@@ -83,8 +100,8 @@ class TreeSnapshot:
 @dataclass
 class _FileState:
     key: tuple[int, int, int, int]
-    digest: str
     source: bytes
+    file: TemplateFile
 
 
 @dataclass
@@ -98,13 +115,14 @@ class TreeScanner:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self._root = str(self.root)  # string paths: this runs per template, per scan
         self._files: dict[str, _FileState] = {}
         self._dirs: dict[str, _DirState] = {}
 
     def source(self, template: TemplateFile) -> bytes:
         """The bytes `template.digest` was computed from."""
         state = self._files.get(template.full_name)
-        if state is None or state.digest != template.digest:
+        if state is None or state.file.digest != template.digest:
             raise ApkfarmError(f"{template.full_name}: template changed while it was loaded")
         return state.source
 
@@ -174,23 +192,25 @@ class TreeScanner:
         self, category: str, name: str, problems: list[tuple[str, str]]
     ) -> TemplateFile | None:
         full_name = f"{category}/{name}"
-        path = self.root / category / name / "template.py"
+        path = f"{self._root}/{full_name}/template.py"
         try:
-            info = os.stat(path)  # noqa: PTH116 - one stat per template, the hot path
+            info = os.stat(path)  # noqa: PTH116 - one stat per template per scan: the hot path
         except OSError as error:
             problems.append((full_name, f"cannot read template.py: {error.strerror}"))
             return None
         key = (info.st_mtime_ns, info.st_size, info.st_ino, info.st_ctime_ns)
         state = self._files.get(full_name)
-        if state is None or state.key != key:
-            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_TEMPLATE_BYTES:
-                problems.append((full_name, "template.py is not a regular file under 1 MiB"))
-                return None
-            try:
-                source = path.read_bytes()
-            except OSError as error:
-                problems.append((full_name, f"cannot read template.py: {error.strerror}"))
-                return None
-            state = _FileState(key, hashlib.sha256(source).hexdigest(), source)
-            self._files[full_name] = state
-        return TemplateFile(category, name, path, state.digest)
+        if state is not None and state.key == key:
+            return state.file
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_TEMPLATE_BYTES:
+            problems.append((full_name, "template.py is not a regular file under 1 MiB"))
+            return None
+        try:
+            with open(path, "rb") as stream:  # noqa: PTH123 - see os.stat above
+                source = stream.read(MAX_TEMPLATE_BYTES + 1)
+        except OSError as error:
+            problems.append((full_name, f"cannot read template.py: {error.strerror}"))
+            return None
+        file = TemplateFile(category, name, Path(path), hashlib.sha256(source).hexdigest())
+        self._files[full_name] = _FileState(key, source, file)
+        return file

@@ -43,6 +43,7 @@ _loads = json.loads
 _write = os.write
 
 JSONDict = dict[str, Any]
+_UNSET = object()
 
 
 class TemplateError(Exception):
@@ -56,6 +57,14 @@ class Spec:
     def __init__(self, data: JSONDict) -> None:
         self.fields: list[JSONDict] = data["fields"]
         self.by_name: dict[str, JSONDict] = {f["name"]: f for f in self.fields}
+        self.defaults: dict[str, Any] = {f["name"]: f["default"] for f in self.fields}
+        self.subpkg_fields: list[JSONDict] = [f for f in self.fields if f["subpkg"]]
+        self.subpkg_defaults: dict[str, Any] = {
+            f["name"]: f["default"] for f in self.subpkg_fields if not f["inherit"]
+        }
+        self.inherited: frozenset[str] = frozenset(
+            f["name"] for f in self.subpkg_fields if f["inherit"]
+        )
         self.options: dict[str, list[bool]] = data["options"]
         self.phases: frozenset[str] = frozenset(data["phases"])
         self.autopkgs: list[list[Any]] = data["autopkgs"]
@@ -112,7 +121,15 @@ def _type_problem(name: str, value: Any, types: list[str]) -> str | None:
 
 
 class Profile:
-    """cbuild's profile: ``self.profile.arch`` and ``self.profile().arch`` both work."""
+    """cbuild's profile: ``self.profile.arch`` and ``self.profile().arch`` both work.
+
+    Read-only, so that one template cannot change what the next one sees.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in self.__dict__:
+            raise AttributeError(f"profile attribute {name!r} is read-only")
+        super().__setattr__(name, value)
 
     def __init__(self, data: JSONDict, cross: bool) -> None:
         self.arch: str = data["arch"]
@@ -123,6 +140,7 @@ class Profile:
         self.goarch: str | None = data["goarch"]
         self.goarm: str | None = data["goarm"]
         self.repos: list[str] = list(data["repos"])
+        self.data = data
         self.cross = cross
         self.sysroot = pathlib.Path("/usr") / self.triplet if cross else pathlib.Path("/")
 
@@ -177,26 +195,47 @@ class Template(Package):
     origin: Any
 
     def __init__(
-        self, spec: Spec, item: JSONDict, context: JSONDict, namespace: dict[str, Any]
+        self,
+        spec: Spec,
+        item: JSONDict,
+        context: Context,
+        namespace: dict[str, Any],
     ) -> None:
         self._spec = spec
         self._namespace = namespace
         self._executing = True
         self._log = []
-        for field in spec.fields:
-            setattr(self, field["name"], _copy(field["default"]))
         self.pkgname = item["name"]
         self.repository: str = item["category"]
         self.full_pkgname = f"{self.repository}/{self.pkgname}"
         self.source_repositories: list[str] = list(item["repositories"])
-        self.template_path = pathlib.Path(MOUNT) / self.repository / self.pkgname
-        self.files_path = self.template_path / "files"
-        self.patches_path = self.template_path / "patches"
-        self.stage: int = context["stage"]
+        self.stage: int = context.stage
         self.parent: Package | None = None
         self.rparent: Template = self
-        self._target = Profile(context["target"], context["cross"])
-        self._host = Profile(context["host"], False)
+        self._target = context.target
+        self._host = context.host
+
+    def __getattr__(self, name: str) -> Any:
+        # Fields start at their defaults (a fresh copy, kept, so that
+        # ``self.depends.append()`` sticks), as in cbuild.
+        defaults = self.__dict__["_spec"].defaults
+        if name not in defaults:
+            raise AttributeError(name)
+        value = _copy(defaults[name])
+        self.__dict__[name] = value
+        return value
+
+    @property
+    def template_path(self) -> pathlib.Path:
+        return pathlib.Path(MOUNT) / self.repository / self.pkgname
+
+    @property
+    def files_path(self) -> pathlib.Path:
+        return self.template_path / "files"
+
+    @property
+    def patches_path(self) -> pathlib.Path:
+        return self.template_path / "patches"
 
     # pkgver/pkgrel read what the template has assigned so far, so that
     # ``self.with_pkgver()`` works at the top level as it does in cbuild.
@@ -231,27 +270,23 @@ class Template(Package):
         if target in ("host", self._host.arch):
             return self._host
         if target == "target:native":
-            return Profile(self._spec_profile_data(self._target), False)
+            return self._target if not self._target.cross else Profile(self._target.data, False)
         raise TemplateError(f"unknown build profile {target!r}")
-
-    @staticmethod
-    def _spec_profile_data(profile: Profile) -> JSONDict:
-        return {
-            "arch": profile.arch,
-            "machine": profile.machine,
-            "triplet": profile.triplet,
-            "endian": profile.endian,
-            "wordsize": profile.wordsize,
-            "goarch": profile.goarch,
-            "goarm": profile.goarm,
-            "repos": profile.repos,
-        }
 
     def get_data(self, key: str, default: Any = None) -> Any:
         return default
 
     def __repr__(self) -> str:
         return f"<template {self.full_pkgname}>"
+
+
+class Context:
+    """One build context, shared by every template of a batch."""
+
+    def __init__(self, data: JSONDict) -> None:
+        self.stage: int = data["stage"]
+        self.target = Profile(data["target"], data["cross"])
+        self.host = Profile(data["host"], False)
 
 
 class Installer:
@@ -279,14 +314,20 @@ class Subpackage(Package):
         self.build_style = getattr(parent, "build_style", None)
         self.alternative = alternative
         self.stage = parent.stage
-        for field in spec.fields:
-            if not field["subpkg"]:
-                continue
-            if field["inherit"]:
-                setattr(self, field["name"], _copy(getattr(parent, field["name"])))
-            else:
-                setattr(self, field["name"], _copy(field["default"]))
         self._apply_suffix_defaults(parent)
+
+    def __getattr__(self, name: str) -> Any:
+        # Subpackage fields start at the default or, for inherited ones, at
+        # the template's value; a fresh copy, kept, as in cbuild.
+        spec = self.__dict__["_spec"]
+        if name in spec.inherited:
+            value = _copy(getattr(self.__dict__["parent"], name))
+        elif name in spec.subpkg_defaults:
+            value = _copy(spec.subpkg_defaults[name])
+        else:
+            raise AttributeError(name)
+        self.__dict__[name] = value
+        return value
 
     def _version(self) -> tuple[Any, Any]:
         return self.pkgver, self.pkgrel
@@ -430,7 +471,7 @@ def _describe(error: BaseException, filename: str) -> str:
 class Evaluation:
     """One template evaluated for one context."""
 
-    def __init__(self, spec: Spec, item: JSONDict, context: JSONDict) -> None:
+    def __init__(self, spec: Spec, item: JSONDict, context: Context) -> None:
         self.spec = spec
         self.item = item
         self.context = context
@@ -504,7 +545,8 @@ class Evaluation:
             fields[name] = _to_data(value, f"field {name}")
         template.pkgver = namespace.get("pkgver")
         template.pkgrel = namespace.get("pkgrel")
-        template.origin = template.pkgname  # cbuild fills it in; subpackages inherit it
+        if "origin" not in fields:
+            template.origin = template.pkgname  # cbuild fills it in; subpackages inherit it
         template.options = self._options(template, template.pkgname, None)
         subpackages = self._subpackages(template)
         return {
@@ -559,18 +601,22 @@ class Evaluation:
                 install = _install_data(name, returned)
             except TemplateError as error:
                 raise TemplateError(f"subpackage '{name}': {error}") from error
+            # Report what differs from the base the parent reconstructs (the
+            # default, or the template's value for inherited fields).
             fields: JSONDict = {}
-            for field in self.spec.fields:
-                if not field["subpkg"]:
+            for field in self.spec.subpkg_fields:
+                field_name = field["name"]
+                value = package.__dict__.get(field_name, _UNSET)
+                if value is _UNSET:
                     continue
-                value = getattr(package, field["name"])
-                problem = _type_problem(field["name"], value, field["types"])
+                base = getattr(template, field_name) if field["inherit"] else field["default"]
+                if value == base and type(value) is type(base):
+                    continue
+                problem = _type_problem(field_name, value, field["types"])
                 if problem:
                     self.problems.append(f"subpackage '{name}': {problem}")
                     continue
-                fields[field["name"]] = _to_data(
-                    value, f"subpackage '{name}' field {field['name']}"
-                )
+                fields[field_name] = _to_data(value, f"subpackage '{name}' field {field_name}")
             result.append(
                 {
                     "name": name,
@@ -583,7 +629,7 @@ class Evaluation:
         return result
 
 
-def evaluate(spec: Spec, item: JSONDict, context: JSONDict) -> JSONDict:
+def evaluate(spec: Spec, item: JSONDict, context: Context) -> JSONDict:
     """Evaluate one template; never raises."""
     evaluation = Evaluation(spec, item, context)
     try:
@@ -631,8 +677,9 @@ def main() -> int:
             spec = Spec(message["spec"])
             _send(protocol_out, {"op": "ready", "protocol": PROTOCOL, "pid": os.getpid()})
         elif op == "batch" and spec is not None:
+            context = Context(message["context"])
             for item in message["items"]:
-                result = evaluate(spec, item, message["context"])
+                result = evaluate(spec, item, context)
                 if os.getpid() != own_pid:
                     os._exit(0)  # a fork the template made must never speak for us
                 _send(protocol_out, result)
