@@ -310,11 +310,12 @@ class _Linter:
 
     def _read_elves(self) -> dict[str, ElfInfo]:
         found: dict[str, ElfInfo] = {}
+        base = str(self.pkg.root)
         for entry in self.tree:
             if entry.kind != "file" or entry.size == 0:
                 continue
             try:
-                info = read_elf(self.pkg.root / entry.path, name=f"{self.pkg.name}: {entry.path}")
+                info = read_elf(f"{base}/{entry.path}", name=f"{self.pkg.name}: {entry.path}")
             except ElfError as exc:
                 self.error(entry.path, str(exc).split(": ", 2)[-1])
                 continue

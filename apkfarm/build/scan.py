@@ -254,11 +254,12 @@ def _read_elves(
 ) -> tuple[dict[str, ElfInfo], list[str]]:
     own: dict[str, ElfInfo] = {}
     foreign: list[str] = []
+    base = str(pkg.root)
     for entry in tree:
         if entry.kind != "file" or entry.size == 0:
             continue
         try:
-            info = read_elf(pkg.root / entry.path, name=f"{pkg.name}: {entry.path}")
+            info = read_elf(f"{base}/{entry.path}", name=f"{pkg.name}: {entry.path}")
         except ElfError as exc:
             if matches(entry.path, pkg.skip_dependencies) and matches(
                 entry.path, pkg.skip_providers
