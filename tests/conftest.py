@@ -20,7 +20,7 @@ if not VECTORS.is_dir():
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
-pytest_plugins = ["tests.fixtures.servers"]
+pytest_plugins = ["fixtures.servers"]
 
 
 def require(condition: bool, reason: str) -> None:

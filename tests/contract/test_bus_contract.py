@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from fixtures.servers import RabbitMQ
 from google.protobuf import struct_pb2, wrappers_pb2
 
 from apkfarm.bus import (
@@ -28,7 +29,6 @@ from apkfarm.bus import (
     UnknownQueue,
 )
 from apkfarm.bus.rabbit import RabbitBus
-from tests.fixtures.servers import RabbitMQ
 
 TEST_TIMEOUT = 90.0
 WAIT = 20.0
