@@ -16,7 +16,11 @@ from typing import Any
 
 import yaml
 
-from tests.conftest import REPO_ROOT, require
+# The root conftest is `tests.conftest` while tests/ is a package, `conftest` otherwise.
+try:
+    from tests.conftest import REPO_ROOT, require
+except ImportError:
+    from conftest import REPO_ROOT, require  # type: ignore[no-redef]
 
 K8S = REPO_ROOT / "k8s"
 OVERLAYS = sorted(path.name for path in (K8S / "overlays").iterdir() if path.is_dir())

@@ -17,9 +17,7 @@ from typing import Any
 import jsonschema
 import kubernetes_validate
 import pytest
-from deploy_support import CRD_SCHEMAS, OVERLAYS, pod_specs, render_overlay
-
-from tests.conftest import REPO_ROOT
+from deploy_support import CRD_SCHEMAS, OVERLAYS, REPO_ROOT, pod_specs, render_overlay
 
 SCHEMAS = REPO_ROOT / "tests" / "deploy" / "schemas"
 # The oldest release with user-namespaced pods and unmasked /proc for them
