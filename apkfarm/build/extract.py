@@ -161,8 +161,8 @@ def extract_archive(
     session = _Session(dest, limits or ExtractLimits(), special_bits)
     with session:
         session.add(archive)
-        session.commit(dest)
-    return session.result(dest)
+        session.commit()
+    return session.result()
 
 
 def extract_sources(
@@ -186,9 +186,8 @@ def extract_sources(
     with session:
         for archive in archives:
             session.add(archive)
-        top = session.single_top_directory()
-        session.commit(srcdir, subdir=top)
-    return session.result(srcdir)
+        session.commit(subdir=session.single_top_directory())
+    return session.result()
 
 
 # --- the recorded tree -------------------------------------------------------------
@@ -271,8 +270,8 @@ class _Session:
         if self.tmp is not None and self.tmp.exists():
             _force_remove(self.tmp)
 
-    def result(self, dest: Path) -> ExtractResult:
-        return ExtractResult(dest=dest, archives=tuple(self.reports))
+    def result(self) -> ExtractResult:
+        return ExtractResult(dest=self.dest, archives=tuple(self.reports))
 
     def single_top_directory(self) -> str | None:
         tops = [parts for parts in self.entries if len(parts) == 1]
@@ -280,9 +279,10 @@ class _Session:
             return tops[0][0]
         return None
 
-    def commit(self, dest: Path, subdir: str | None = None) -> None:
-        """Check the final tree, apply directory modes, move it to ``dest``."""
+    def commit(self, subdir: str | None = None) -> None:
+        """Check the final tree, apply directory modes, move it (or ``subdir``) into place."""
         assert self.tmp is not None
+        dest = self.dest
         for parts, entry in self.entries.items():
             if entry.kind == "symlink":
                 label = f"{entry.origin}: member {'/'.join(parts)!r}"
@@ -426,7 +426,7 @@ class _Session:
             if kind == "dir":
                 return  # "./" names the destination itself
             raise ExtractError(f"{label}: a {kind} cannot replace the destination directory")
-        mode = self._checked_mode(spec.mode, kind, label, stats)
+        mode = self._checked_mode(spec, label, stats)
         self._check_parents(parts, label)
         existing = self.entries.get(parts)
         if existing is not None:
@@ -504,14 +504,15 @@ class _Session:
             os.close(src_fd)
         self.entries[parts] = _Entry("file", source.mode, source.mtime)
 
-    def _checked_mode(self, mode: int, kind: _Kind, label: str, stats: _Stats) -> int:
+    def _checked_mode(self, spec: _Spec, label: str, stats: _Stats) -> int:
+        mode, kind = spec.mode, spec.kind
         if kind == "symlink":
             return 0o777
         special = mode & _SPECIAL_BITS
         if special:
             if self.special_bits == "refuse":
                 raise ExtractError(f"{label}: setuid/setgid/sticky mode {mode & 0o7777:#o}")
-            stats.stripped.append(label.split(": member ", 1)[1])
+            stats.stripped.append(spec.name)
         perm = mode & 0o777 & ~_UMASK
         return perm | (0o700 if kind == "dir" else 0o600)
 

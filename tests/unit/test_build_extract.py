@@ -147,7 +147,8 @@ def test_setuid_bits_are_stripped_and_reported(tmp_path: Path) -> None:
     result = extract_archive(archive, dest)
     assert stat.S_IMODE((dest / "suid").stat().st_mode) == 0o755
     assert stat.S_IMODE((dest / "d").stat().st_mode) == 0o755  # sticky and o+w gone
-    assert result.archives[0].stripped_special_bits == ("'suid'", "'d'")
+    assert result.archives[0].stripped_special_bits == ("suid", "d")
+    assert result.dest == dest
 
 
 def test_zip_with_symlink_and_modes(tmp_path: Path) -> None:
