@@ -27,6 +27,8 @@ SCRIPT_NAMES = (
 )
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
 _HEX_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_SPACE_RE = re.compile(r"\s")
+_BREAK_RE = re.compile(r"[\r\n\x00]")
 
 # .PKGINFO key -> PkgInfo attribute, for the list-valued keys.
 _LIST_KEYS = {
@@ -90,18 +92,17 @@ class PkgInfo:
             raise PackageInputError(f"{who}: invalid pkgname {self.pkgname!r}")
         for name in ("pkgver", "arch"):
             value = getattr(self, name)
-            if not value or any(c.isspace() for c in value):
+            if not value or _SPACE_RE.search(value):
                 raise PackageInputError(f"{who}: {name} {value!r} is empty or has spaces")
         for f in fields(self):
             value = getattr(self, f.name)
-            items = value if isinstance(value, tuple) else (value,)
-            for item in items:
-                text = " ".join(item) if isinstance(item, tuple) else item
-                if isinstance(text, str) and ("\n" in text or "\r" in text or "\x00" in text):
-                    raise PackageInputError(f"{who}: {f.name} contains a line break or NUL")
+            if isinstance(value, tuple):
+                value = " ".join(" ".join(v) if isinstance(v, tuple) else v for v in value)
+            if isinstance(value, str) and _BREAK_RE.search(value):
+                raise PackageInputError(f"{who}: {f.name} contains a line break or NUL")
         for key, attr in _LIST_KEYS.items():
             for item in getattr(self, attr):
-                if not item or any(c.isspace() for c in item):
+                if not item or _SPACE_RE.search(item):
                     raise PackageInputError(f"{who}: {key} item {item!r} is empty or has spaces")
         for name in _INT_KEYS:
             value = getattr(self, name)

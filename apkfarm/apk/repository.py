@@ -27,6 +27,7 @@ from apkfarm.apk.index_state import (
     apply_update,
     decode_state,
     encode_state,
+    plan_changes,
     plan_update,
 )
 from apkfarm.apk.keys import Keyring
@@ -176,6 +177,92 @@ def write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
+class Repository:
+    """One repository directory whose index state is kept in memory between updates.
+
+    ``refresh()`` scans the directory (what the CLI does); ``packages_changed()``
+    takes the file names from events instead (what the indexer service does),
+    so a warm process neither lists the directory nor decodes the state again.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        signers: Sequence[Signer],
+        keyring: Keyring | None,
+        description: str = "",
+        jobs: int | None = None,
+    ) -> None:
+        if not directory.is_dir():
+            raise ApkError(f"{directory}: not a directory")
+        self.directory = directory
+        self.signers = list(signers)
+        self.keyring = keyring
+        self.description = description
+        self.jobs = jobs
+        saved = load_state(directory)
+        self.state_was_reset = saved is None
+        self.state = saved if saved is not None else IndexState()
+
+    @property
+    def index_path(self) -> Path:
+        return self.directory / INDEX_NAME
+
+    def refresh(self, *, verify_all: bool = False, progress: Progress | None = None) -> IndexUpdate:
+        """Scan the directory and index what is new, changed or gone."""
+        plan = plan_update(self.state, list_packages(self.directory), verify_all=verify_all)
+        return self._apply(plan, force=verify_all, progress=progress)
+
+    def packages_changed(
+        self,
+        *,
+        written: Sequence[str] = (),
+        deleted: Sequence[str] = (),
+        progress: Progress | None = None,
+    ) -> IndexUpdate:
+        """Index packages known to be written or deleted, without scanning the directory."""
+        plan = plan_changes(self.state, written=written, deleted=deleted)
+        return self._apply(plan, force=False, progress=progress)
+
+    def _apply(self, plan: UpdatePlan, *, force: bool, progress: Progress | None) -> IndexUpdate:
+        read = read_packages(
+            self.directory, plan.to_read, self.keyring, progress=progress, jobs=self.jobs
+        )
+        new_state = replace(apply_update(self.state, plan, read), description=self.description)
+        must_write = (
+            plan.changes_anything
+            or force
+            or self.state_was_reset
+            or self.state.description != self.description
+            or not self.index_path.exists()
+        )
+        if must_write:
+            index_bytes = build_index(
+                new_state.apkindex(),
+                self.description,
+                self.signers,
+                mtime=new_state.newest_build_time(),
+            )
+            # Index first: if writing the state fails, the next run only rereads.
+            write_atomically(self.index_path, index_bytes)
+            write_atomically(self.directory / STATE_NAME, encode_state(new_state))
+        update = IndexUpdate(
+            index_path=self.index_path,
+            added=plan.added,
+            changed=plan.changed,
+            removed=plan.removed,
+            unchanged=plan.unchanged,
+            reread=len(plan.to_read),
+            packages=len(new_state.entries),
+            wrote_index=must_write,
+            state_was_reset=self.state_was_reset,
+        )
+        self.state = new_state
+        self.state_was_reset = False
+        return update
+
+
 def update_repository(
     directory: Path,
     *,
@@ -193,36 +280,7 @@ def update_repository(
     untouched. The index is rewritten when packages changed, when it is
     missing, when ``verify_all`` is set, or when the description changes.
     """
-    if not directory.is_dir():
-        raise ApkError(f"{directory}: not a directory")
-    listing = list_packages(directory)
-    saved = load_state(directory)
-    state = saved if saved is not None else IndexState()
-    plan: UpdatePlan = plan_update(state, listing, verify_all=verify_all)
-    read = read_packages(directory, plan.to_read, keyring, progress=progress, jobs=jobs)
-    new_state = replace(apply_update(state, plan, read), description=description)
-    index_path = directory / INDEX_NAME
-    must_write = (
-        plan.changes_anything
-        or verify_all
-        or saved is None
-        or not index_path.exists()
-        or state.description != description
+    repository = Repository(
+        directory, signers=signers, keyring=keyring, description=description, jobs=jobs
     )
-    if must_write:
-        index_bytes = build_index(
-            new_state.apkindex(), description, signers, mtime=new_state.newest_build_time()
-        )
-        write_atomically(index_path, index_bytes)
-        write_atomically(directory / STATE_NAME, encode_state(new_state))
-    return IndexUpdate(
-        index_path=index_path,
-        added=plan.added,
-        changed=plan.changed,
-        removed=plan.removed,
-        unchanged=plan.unchanged,
-        reread=len(plan.to_read),
-        packages=len(new_state.entries),
-        wrote_index=must_write,
-        state_was_reset=saved is None,
-    )
+    return repository.refresh(verify_all=verify_all, progress=progress)

@@ -49,6 +49,7 @@ from apkfarm.apk.pkginfo import PkgInfo
 from apkfarm.apk.repository import (
     INDEX_NAME,
     STATE_NAME,
+    Repository,
     list_packages,
     read_packages,
     update_repository,
@@ -222,7 +223,7 @@ def test_property_state_encoding_round_trips(
 def test_bad_state_is_refused() -> None:
     with pytest.raises(ApkFormatError, match="not an apkfarm index state"):
         decode_state(b"{}")
-    with pytest.raises(ApkFormatError, match="malformed entry header"):
+    with pytest.raises(ApkFormatError, match="malformed entry at"):
         decode_state(b"apkfarm-index-state 1\nD:\n\nX:y\nC:1\nP:a\nV:1\n\n")
 
 
@@ -339,3 +340,26 @@ def test_parallel_reading_matches_serial(
     serial = read_packages(repo, names[:5], keyring, jobs=1)
     assert parallel[:5] == serial
     assert len(parallel) == 300 and seen[-1] == (300, 300)
+
+
+def test_warm_repository_takes_changes_from_events(
+    tmp_path: Path, signer: LocalKeySigner, keyring: Keyring
+) -> None:
+    repo_dir = tmp_path / "repo"
+    repo_dir.mkdir()
+    make_package(repo_dir, signer, "base")
+    repository = Repository(repo_dir, signers=[signer], keyring=keyring, description="warm")
+    assert repository.refresh().added == ("base-1.0-r0.apk",)
+    make_package(repo_dir, signer, "extra")
+    # A file nobody announced is not read by the event-driven path...
+    make_package(repo_dir, signer, "unannounced")
+    update = repository.packages_changed(written=["extra-1.0-r0.apk"])
+    assert (update.added, update.reread, update.packages) == (("extra-1.0-r0.apk",), 1, 2)
+    assert [r.name for r in read_index_records(repo_dir / INDEX_NAME)] == ["base", "extra"]
+    (repo_dir / "base-1.0-r0.apk").unlink()
+    update = repository.packages_changed(deleted=["base-1.0-r0.apk"])
+    assert update.removed == ("base-1.0-r0.apk",) and update.reread == 0
+    # ...but the next scan finds it, and the state on disk matches what the process held.
+    assert Repository(repo_dir, signers=[signer], keyring=keyring).state == repository.state
+    assert repository.refresh().added == ("unannounced-1.0-r0.apk",)
+    assert [r.name for r in read_index_records(repo_dir / INDEX_NAME)] == ["extra", "unannounced"]

@@ -1,0 +1,228 @@
+"""Benchmark of the apk format code: writing, indexing, incremental updates, verify memory.
+
+    .venv/bin/python bench/bench_apk.py [--packages 10000] [--large-mb 200]
+
+Goals (2-core machine): full index of 10,000 packages under 3 s, incremental
+add of one package under 100 ms, verification memory flat in package size.
+Prints each figure and its ratio to the goal (< 1.0 means within the goal).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from apkfarm.apk.assemble import write_signed_package
+from apkfarm.apk.keys import Keyring, generate_key_pair
+from apkfarm.apk.package import build_package
+from apkfarm.apk.pkginfo import PkgInfo
+from apkfarm.apk.repository import Repository, update_repository
+from apkfarm.apk.signing import LocalKeySigner
+
+FULL_INDEX_GOAL_S = 3.0
+INCREMENTAL_GOAL_S = 0.100
+
+_MEMORY_PROBE = """
+import resource, sys, time, tracemalloc
+from pathlib import Path
+from apkfarm.apk.keys import Keyring
+from apkfarm.apk.reader import verify_package
+keyring = Keyring.from_files([Path(sys.argv[2])])
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+tracemalloc.start()
+start = time.perf_counter()
+with open(sys.argv[1], "rb") as stream:
+    contents = verify_package(stream, keyring, source=sys.argv[1])
+elapsed = time.perf_counter() - start
+peak_py = tracemalloc.get_traced_memory()[1]
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(before, after, peak_py, elapsed, contents.data_size)
+"""
+
+
+def make_trees(root: Path, count: int) -> list[Path]:
+    trees = []
+    for i in range(count):
+        tree = root / f"tree{i}"
+        (tree / "usr/bin").mkdir(parents=True)
+        (tree / "usr/share/doc").mkdir(parents=True)
+        (tree / "usr/bin/tool").write_bytes(b"#!/bin/sh\necho tool %d\n" % i)
+        (tree / "usr/share/doc/README").write_bytes(b"documentation %d\n" % i * 20)
+        (tree / "usr/bin/tool").chmod(0o755)
+        trees.append(tree)
+    return trees
+
+
+def write_package(repo: Path, tree: Path, signer: LocalKeySigner, name: str) -> None:
+    info = PkgInfo(
+        pkgname=name,
+        pkgver="1.0-r0",
+        arch="x86_64",
+        pkgdesc=f"benchmark package {name}",
+        url="https://example.org/bench",
+        builddate=1_700_000_000,
+        packager="Bench <bench@example.org>",
+        origin=name,
+        maintainer="Bench <bench@example.org>",
+        license="MIT",
+        depends=("so:libc.musl-x86_64.so.1",),
+        provides=(f"cmd:{name}=1.0-r0",),
+    )
+    with build_package(tree, info) as unsigned, (repo / info.filename).open("wb") as out:
+        write_signed_package(out, unsigned, [signer])
+
+
+def signing_cost(signer: LocalKeySigner) -> float:
+    member = os.urandom(400)
+    start = time.perf_counter()
+    for _ in range(100):
+        signer.sign(member)
+    return (time.perf_counter() - start) / 100
+
+
+def ratio(value: float, goal: float) -> str:
+    return f"{value / goal:.2f}x of goal"
+
+
+def memory_probe(package: Path, public_key: Path) -> tuple[int, int, int, float, int]:
+    result = subprocess.run(
+        [sys.executable, "-c", _MEMORY_PROBE, str(package), str(public_key)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    before, after, peak_py, elapsed, data_size = result.stdout.split()
+    return int(before), int(after), int(peak_py), float(elapsed), int(data_size)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--packages", type=int, default=10_000)
+    parser.add_argument("--large-mb", type=int, default=200)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bench-apk-") as temp:
+        root = Path(temp)
+        pair = generate_key_pair(root / "keys", "bench@example.org", now=0x6553F100)
+        signer = LocalKeySigner(pair.private_path)
+        keyring = Keyring.from_files([pair.public_path])
+        repo = root / "repo"
+        repo.mkdir()
+        trees = make_trees(root / "trees", 16)
+
+        start = time.perf_counter()
+        for i in range(args.packages):
+            write_package(repo, trees[i % len(trees)], signer, f"pkg{i:05d}")
+        elapsed = time.perf_counter() - start
+        print(
+            f"write: {args.packages} signed packages in {elapsed:.2f} s = "
+            f"{args.packages / elapsed:.0f} packages/s (one core, RSA-2048 SHA-256 signatures)"
+        )
+        unsigned_dir = root / "unsigned"
+        unsigned_dir.mkdir()
+        sample = min(args.packages, 1000)
+        start = time.perf_counter()
+        for i in range(sample):
+            info = PkgInfo(pkgname=f"u{i:05d}", pkgver="1.0-r0", arch="x86_64", builddate=1)
+            with (
+                build_package(trees[i % len(trees)], info) as unsigned,
+                (unsigned_dir / info.filename).open("wb") as out,
+            ):
+                unsigned.write_unsigned(out)
+        elapsed = time.perf_counter() - start
+        print(
+            f"write unsigned (builder side, no key): {sample / elapsed:.0f} packages/s; "
+            f"signing one control member: {signing_cost(signer) * 1000:.2f} ms"
+        )
+
+        start = time.perf_counter()
+        full = update_repository(repo, signers=[signer], keyring=keyring, description="bench")
+        elapsed = time.perf_counter() - start
+        size = full.index_path.stat().st_size
+        print(
+            f"full index: {full.packages} packages verified and indexed in {elapsed:.2f} s "
+            f"({ratio(elapsed, FULL_INDEX_GOAL_S)}; goal {FULL_INDEX_GOAL_S:.0f} s), "
+            f"APKINDEX.tar.gz {size / 1024:.0f} KiB"
+        )
+
+        # Cold: what `apkfarm index DIR` does — scan the directory, load the state file.
+        write_package(repo, trees[0], signer, "zz-new-package")
+        start = time.perf_counter()
+        added = update_repository(repo, signers=[signer], keyring=keyring, description="bench")
+        elapsed = time.perf_counter() - start
+        assert added.added == ("zz-new-package-1.0-r0.apk",) and added.reread == 1
+        print(
+            f"incremental add of 1 package to {added.packages - 1}, cold (CLI: scan + load state): "
+            f"{elapsed * 1000:.0f} ms ({ratio(elapsed, INCREMENTAL_GOAL_S)}; "
+            f"goal {INCREMENTAL_GOAL_S * 1000:.0f} ms)"
+        )
+        (repo / "zz-new-package-1.0-r0.apk").unlink()
+        start = time.perf_counter()
+        removed = update_repository(repo, signers=[signer], keyring=keyring, description="bench")
+        elapsed = time.perf_counter() - start
+        assert removed.removed == ("zz-new-package-1.0-r0.apk",) and removed.reread == 0
+        print(f"incremental remove of 1 package, cold: {elapsed * 1000:.0f} ms")
+
+        start = time.perf_counter()
+        again = update_repository(repo, signers=[signer], keyring=keyring, description="bench")
+        elapsed = time.perf_counter() - start
+        assert not again.wrote_index
+        print(f"no-change check of {again.packages} packages, cold: {elapsed * 1000:.0f} ms")
+
+        # Warm: what the indexer service does — state in memory, the package named by an event.
+        warm = Repository(repo, signers=[signer], keyring=keyring, description="bench")
+        timings = []
+        for round_ in range(5):
+            name = f"zz-warm{round_}"
+            write_package(repo, trees[0], signer, name)
+            start = time.perf_counter()
+            update = warm.packages_changed(written=[f"{name}-1.0-r0.apk"])
+            timings.append(time.perf_counter() - start)
+            assert update.added == (f"{name}-1.0-r0.apk",) and update.reread == 1
+        best = min(timings)
+        print(
+            f"incremental add of 1 package to {update.packages - 1}, warm (indexer: state in "
+            f"memory, package named by an event): best {best * 1000:.0f} ms of 5, median "
+            f"{sorted(timings)[2] * 1000:.0f} ms ({ratio(best, INCREMENTAL_GOAL_S)})"
+        )
+
+        # Memory: verify a small and a large package in fresh interpreters.
+        small = next(repo.glob("pkg00000-*.apk"))
+        large_tree = root / "large"
+        (large_tree / "usr/share/big").mkdir(parents=True)
+        chunk = os.urandom(1 << 20)
+        with (large_tree / "usr/share/big/blob").open("wb") as out:
+            for i in range(args.large_mb):
+                out.write(chunk[i:] + chunk[:i])  # 1 MiB of random bytes, rotated per MiB
+        large_repo = root / "large-repo"
+        large_repo.mkdir()
+        start = time.perf_counter()
+        write_package(large_repo, large_tree, signer, "large")
+        print(f"write: {args.large_mb} MiB package in {time.perf_counter() - start:.1f} s")
+        large = next(large_repo.glob("*.apk"))
+        rows = []
+        for label, package in (("small", small), ("large", large)):
+            before, after, peak_py, elapsed, data_size = memory_probe(package, pair.public_path)
+            rows.append((label, package.stat().st_size, after, peak_py))
+            print(
+                f"verify {label}: {package.stat().st_size / 1e6:.3f} MB file, {data_size / 1e6:.1f} MB "
+                f"of file content, {elapsed:.2f} s, peak RSS {after / 1024:.1f} MiB "
+                f"(interpreter baseline {before / 1024:.1f} MiB), peak Python heap "
+                f"{peak_py / 1024:.0f} KiB"
+            )
+        (_, small_size, small_rss, small_py), (_, large_size, large_rss, large_py) = rows
+        print(
+            f"memory: large/small file size {large_size / small_size:.0f}x, peak RSS "
+            f"{large_rss / small_rss:.2f}x, peak Python heap {large_py / max(small_py, 1):.2f}x "
+            "(flat means ~1x)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
