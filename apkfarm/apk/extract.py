@@ -116,7 +116,14 @@ class _Extraction:
             if prefix in self.package_symlinks:
                 raise self.fail(relpath, f"would be written through the package's symlink {prefix}")
         parent = self.resolve_dir(parts[:-1], relpath)
-        os.makedirs(parent, exist_ok=True)  # noqa: PTH103 - directories come first in the tar anyway
+        missing = []
+        probe = parent
+        while not os.path.lexists(probe):
+            missing.append(probe)
+            probe = os.path.dirname(probe)  # noqa: PTH120
+        # Parents the tar does not list are created too, and removed again on failure.
+        os.makedirs(parent, exist_ok=True)  # noqa: PTH103
+        self.created_dirs.extend(reversed(missing))
         return parent
 
     def temp_beside(self, parent: str) -> str:

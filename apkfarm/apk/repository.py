@@ -32,10 +32,12 @@ from apkfarm.apk.index_state import (
 )
 from apkfarm.apk.keys import Keyring
 from apkfarm.apk.reader import verify_package
+from apkfarm.apk.segmented_gzip import decode_cache, encode_cache
 from apkfarm.apk.signing import Signer
 
 INDEX_NAME = "APKINDEX.tar.gz"
 STATE_NAME = ".apkfarm-index.state"
+SEGMENTS_NAME = ".apkfarm-index.segments"  # compressed index pieces, a pure cache
 _PARALLEL_FROM = 256  # below this, starting worker processes costs more than it saves
 _MAX_ERRORS_SHOWN = 20
 
@@ -74,9 +76,12 @@ def read_package_entry(path: Path, keyring: Keyring | None) -> StateEntry:
     The stamp comes from the open file, so it describes exactly what was read.
     The file name must be ``<pkgname>-<pkgver>.apk``: apk fetches that name.
     """
-    with path.open("rb") as stream:
-        st = os.fstat(stream.fileno())
-        contents = verify_package(stream, keyring, source=path.name, full_data=False)
+    try:
+        with path.open("rb") as stream:
+            st = os.fstat(stream.fileno())
+            contents = verify_package(stream, keyring, source=path.name, full_data=False)
+    except OSError as error:
+        raise ApkError(f"{path.name}: cannot read ({error.strerror})") from None
     record = IndexRecord.from_package(contents, st.st_size)
     if record.filename != path.name:
         raise ApkFormatError(
@@ -162,14 +167,18 @@ def load_state(directory: Path) -> IndexState | None:
         return None
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same directory, fsync, then rename over ``path``."""
+def write_atomically(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Write to a temporary file in the same directory, fsync, then rename over ``path``.
+
+    ``durable=False`` skips the fsync, for caches whose loss costs only time.
+    """
     fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
             out.flush()
-            os.fsync(out.fileno())
+            if durable:
+                os.fsync(out.fileno())
         os.chmod(temp_name, 0o644)  # noqa: PTH101 - mkstemp made it 0600
         Path(temp_name).replace(path)
     except BaseException:
@@ -204,6 +213,10 @@ class Repository:
         saved = load_state(directory)
         self.state_was_reset = saved is None
         self.state = saved if saved is not None else IndexState()
+        try:
+            self.segments = decode_cache((directory / SEGMENTS_NAME).read_bytes())
+        except FileNotFoundError:
+            self.segments = {}
 
     @property
     def index_path(self) -> Path:
@@ -243,10 +256,14 @@ class Repository:
                 self.description,
                 self.signers,
                 mtime=new_state.newest_build_time(),
+                cache=self.segments,
             )
             # Index first: if writing the state fails, the next run only rereads.
             write_atomically(self.index_path, index_bytes)
             write_atomically(self.directory / STATE_NAME, encode_state(new_state))
+            write_atomically(
+                self.directory / SEGMENTS_NAME, encode_cache(self.segments), durable=False
+            )
         update = IndexUpdate(
             index_path=self.index_path,
             added=plan.added,

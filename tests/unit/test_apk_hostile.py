@@ -322,3 +322,17 @@ def test_device_nodes_are_not_extracted(
     device = header_block(b"dev/null", b"3", mode=0o666, mtime=0)
     with pytest.raises(ExtractionError, match="dev/null: char_device entries are not extracted"):
         extract(craft_package(device + END_OF_ARCHIVE, [signer]), tmp_path, keyring)
+
+
+def test_parents_missing_from_the_tar_are_removed_on_failure(
+    signer: LocalKeySigner, keyring: Keyring, tmp_path: Path
+) -> None:
+    tar = data_file("opt/deep/dir/file", b"x") + data_file("opt/other", b"y")
+    data = craft_package(tar + END_OF_ARCHIVE, [signer])
+    members = independent_members(data)
+    forged = members[0].compressed + members[1].compressed + compress_member(members[2].raw, 1)
+    with pytest.raises(ApkIntegrityError):
+        extract(forged, tmp_path, keyring)
+    assert snapshot(tmp_path) == []
+    assert extract(data, tmp_path, keyring) == ("opt/deep/dir/file", "opt/other")
+    assert (tmp_path / "opt/deep/dir/file").read_bytes() == b"x"
