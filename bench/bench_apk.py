@@ -106,6 +106,7 @@ def main() -> int:
     parser.add_argument("--large-mb", type=int, default=200)
     args = parser.parse_args()
 
+    print(f"machine: {os.cpu_count()} CPUs, load average at start {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory(prefix="bench-apk-") as temp:
         root = Path(temp)
         pair = generate_key_pair(root / "keys", "bench@example.org", now=0x6553F100)
@@ -221,6 +222,9 @@ def main() -> int:
             f"{large_rss / small_rss:.2f}x, peak Python heap {large_py / max(small_py, 1):.2f}x "
             "(flat means ~1x)"
         )
+    print(
+        f"load average at end {os.getloadavg()[0]:.2f} (other work on the machine slows every figure)"
+    )
     return 0
 
 
