@@ -311,6 +311,7 @@ class MemoryBus(Bus):
 
     def _attach(self, queue: _Queue, sub: Subscription[Any]) -> _MemoryConsumer:
         consumer = _MemoryConsumer(self, queue, sub)
+        sub.transport = consumer
         queue.consumers.append(consumer)
         # Deliver what is already waiting once the caller has the subscription.
         asyncio.get_running_loop().call_soon(queue.dispatch)

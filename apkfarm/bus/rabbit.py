@@ -418,6 +418,8 @@ class RabbitBus(Bus):
                 for pat in patterns:
                     await amqp_queue.bind(self.events_exchange, pat)
                 consumer = _RabbitConsumer(self, sub, channel, amqp_queue, watcher=queue is None)
+                # Deliveries may arrive as soon as the consumer exists.
+                sub.transport = consumer
                 consumer.tag = await amqp_queue.consume(consumer.on_message)
             except BaseException:
                 with contextlib.suppress(Exception):

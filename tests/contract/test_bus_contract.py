@@ -69,6 +69,7 @@ def new_bus(request: pytest.FixtureRequest) -> BusFactory:
     if request.param == "memory":
         return BusFactory("memory")
     broker: RabbitMQ = request.getfixturevalue("rabbitmq")
+    broker.ensure_running()  # in case a failed restart test left it down
     return BusFactory("rabbit", broker.url)
 
 
@@ -590,6 +591,7 @@ def test_close_stops_all_subscriptions(new_bus: BusFactory) -> None:
 def _controllable(broker: RabbitMQ) -> None:
     if not broker.controllable:
         pytest.skip("the broker comes from APKFARM_TEST_AMQP_URL and cannot be restarted")
+    broker.ensure_running()
 
 
 @pytest.mark.infra
