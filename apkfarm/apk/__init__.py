@@ -14,6 +14,7 @@ per module, in the order data flows:
 - ``reader``         the streaming verifier for packages and indexes
 - ``extract``        safe extraction of a verified package into a directory
 - ``index``          ``APKINDEX`` records, rendering and the signed index
+- ``segmented_gzip`` the index compressed in cached pieces (fast incremental updates)
 - ``index_state``    incremental index state (pure functions over records)
 - ``repository``     a repository directory on disk: the file-system edge
 """
