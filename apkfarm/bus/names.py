@@ -95,3 +95,25 @@ def _match(pat: list[str], words: list[str]) -> bool:
     if not words:
         return False
     return (head in ("*", words[0])) and _match(rest, words[1:])
+
+
+# --- the farm's own queues and event keys (bus.proto names the message of each) ---
+
+FETCH_QUEUE = "fetch"
+
+FETCH_DONE = "fetch.done"
+FETCH_FAILED = "fetch.failed"
+BUILD_STARTED = "build.started"
+BUILD_PHASE = "build.phase"
+BUILD_SUCCEEDED = "build.succeeded"
+BUILD_FAILED = "build.failed"
+PACKAGE_STAGED = "package.staged"
+INDEX_PUBLISHED = "index.published"
+SCHEDULER_BUILD = "scheduler.build"
+
+
+def build_queue(arch: str) -> str:
+    """The work queue of one architecture's builders: ``build.<arch>``."""
+    if not isinstance(arch, str) or not re.fullmatch(r"[a-z0-9_]+", arch):
+        raise InvalidName(f"invalid arch {arch!r} for a build queue name")
+    return queue_name(f"build.{arch}")

@@ -48,7 +48,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -221,7 +221,7 @@ class RabbitBus(Bus):
         return self._connection
 
     @contextlib.asynccontextmanager
-    async def _temporary_channel(self) -> Any:
+    async def _temporary_channel(self) -> AsyncIterator[AbstractRobustChannel]:
         channel = await self._require_connection().channel(publisher_confirms=False)
         try:
             yield channel
@@ -568,8 +568,9 @@ class _RabbitConsumer(SubscriptionTransport):
             # The channel this came on is gone: the broker returns the message
             # to the queue by itself, and it will be delivered again.
             log.warning(
-                "could not %s a message (its channel is gone; it will be redelivered): %s",
+                "could not %s a message (its channel is gone; it will be redelivered): %s: %s",
                 what,
+                type(exc).__name__,
                 exc,
                 extra={"fields": {"queue": self._sub.queue, "message_id": raw.message_id}},
             )

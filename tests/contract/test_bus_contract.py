@@ -27,6 +27,7 @@ from apkfarm.bus import (
     RejectMessage,
     RetryLater,
     UnknownQueue,
+    names,
 )
 from apkfarm.bus.rabbit import RabbitBus
 
@@ -50,14 +51,15 @@ class BusFactory:
     url: str | None = None
     prefix: str = field(default_factory=lambda: unique("t"))
 
-    def __call__(self, *, max_deliveries: int = 3) -> Bus:
+    def __call__(self, *, max_deliveries: int = 3, max_body_bytes: int = 4 * 1024 * 1024) -> Bus:
         if self.kind == "memory":
-            return MemoryBus(max_deliveries=max_deliveries)
+            return MemoryBus(max_deliveries=max_deliveries, max_body_bytes=max_body_bytes)
         assert self.url is not None
         return RabbitBus(
             self.url,
             exchange_prefix=self.prefix,
             max_deliveries=max_deliveries,
+            max_body_bytes=max_body_bytes,
             connect_timeout=30,
             publish_timeout=30,
             connection_name="apkfarm-contract-test",
@@ -291,6 +293,23 @@ def test_poison_messages_are_dead_lettered_with_the_reason(new_bus: BusFactory) 
             assert all(d.attempts == 1 for d in by_id.values())
             assert [d.message_id for d in rec.deliveries] == ["good"]
             assert await bus.queue_depth(queue) == 0
+
+    run(body)
+
+
+def test_an_oversized_message_is_poison(new_bus: BusFactory) -> None:
+    async def body() -> None:
+        async with new_bus(max_body_bytes=1024) as bus:
+            queue = unique()
+            rec = Recorder()
+            await bus.consume(queue, StringValue, rec)
+            await bus.publish(queue, sv("x" * 2000), message_id="huge")
+            await bus.publish(queue, sv("small"), message_id="small")
+            assert (await rec.next()).message_id == "small"
+            await eventually(lambda: _dead_count_is(bus, queue, 1), "dead letter")
+            (dead,) = await bus.dead_letters(queue)
+            assert dead.message_id == "huge"
+            assert "more than the limit of 1024" in dead.reason
 
     run(body)
 
@@ -728,3 +747,35 @@ def test_repr_hides_the_password() -> None:
     bus = RabbitBus("amqp://farm:s3cret-pw@127.0.0.1:5672/")
     assert "s3cret-pw" not in repr(bus)
     assert "127.0.0.1:5672" in repr(bus)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "key", "matches"),
+    [
+        ("#", "a", True),
+        ("#", "a.b.c", True),
+        ("a.#", "a", True),
+        ("a.#", "a.b.c", True),
+        ("a.*", "a", False),
+        ("a.*", "a.b", True),
+        ("a.*", "a.b.c", False),
+        ("*.b", "a.b", True),
+        ("#.c", "a.b.c", True),
+        ("a.#.c", "a.c", True),
+        ("a.#.c", "a.x.y.c", True),
+        ("a.#.c", "a.x.y", False),
+        ("build.started", "build.started", True),
+        ("build.started", "build.start", False),
+    ],
+)
+def test_topic_matching_follows_amqp(pattern: str, key: str, matches: bool) -> None:
+    """The in-memory bus routes with the same rules as a RabbitMQ topic exchange."""
+    assert names.topic_matches(pattern, key) is matches
+
+
+def test_the_farm_queue_names() -> None:
+    assert names.build_queue("x86_64") == "build.x86_64"
+    assert names.queue_name("fetch") == names.FETCH_QUEUE
+    for bad in ["x86-64.a", "../x", "X86", ""]:
+        with pytest.raises(InvalidName, match="invalid arch"):
+            names.build_queue(bad)
