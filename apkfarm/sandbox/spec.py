@@ -157,12 +157,19 @@ class SandboxSpec:
     def _helper(self, host: Path) -> PurePosixPath:
         return self.helper_dir / host.name
 
-    def argv(self, command: Sequence[str]) -> list[str]:
-        """The full command line: bwrap, then setpriv (as root), then prlimit, then `command`."""
+    def argv(self, command: Sequence[str], *, info_fd: int | None = None) -> list[str]:
+        """The full command line: bwrap, then setpriv (as root), then prlimit, then `command`.
+
+        With `info_fd`, bwrap writes ``{"child-pid": N}`` to that descriptor
+        (pass it to the child): killing N, the sandbox's PID 1, kills every
+        process inside at once.
+        """
         if not command:
             raise SandboxError("sandbox command is empty")
         privileged = self._privileged()
         argv: list[str] = [self.bwrap]
+        if info_fd is not None:
+            argv += ["--info-fd", str(info_fd)]
         if privileged:
             # Everything --unshare-all does except the user namespace (see the
             # module docstring); setpriv needs exactly SETUID and SETGID.

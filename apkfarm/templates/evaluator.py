@@ -27,6 +27,7 @@ import json
 import math
 import os
 import selectors
+import signal
 import subprocess
 import time
 from collections import deque
@@ -120,16 +121,27 @@ class _Item:
 class _Worker:
     """One sandboxed worker process and what it is doing."""
 
-    def __init__(self, category: str, argv: list[str], env: dict[str, str]) -> None:
+    def __init__(self, category: str, spec: SandboxSpec, command: list[str]) -> None:
         self.category = category
-        self.process = subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-            close_fds=True,
-        )
+        info_read, info_write = os.pipe()
+        try:
+            self.process = subprocess.Popen(
+                spec.argv(command, info_fd=info_write),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=spec.popen_env(),
+                close_fds=True,
+                pass_fds=(info_write,),
+            )
+        except BaseException:
+            os.close(info_read)
+            raise
+        finally:
+            os.close(info_write)
+        self.info = info_read  # bwrap writes {"child-pid": N} here
+        os.set_blocking(info_read, False)
+        self._sandbox_pid: int | None = None
         assert self.process.stdin and self.process.stdout and self.process.stderr
         self.stdin = self.process.stdin.fileno()
         self.stdout = self.process.stdout.fileno()
@@ -149,6 +161,17 @@ class _Worker:
     @property
     def busy(self) -> bool:
         return bool(self.batch) or not self.ready
+
+    def sandbox_pid(self) -> int | None:
+        """PID 1 of the sandbox's PID namespace, if bwrap has said it."""
+        if self._sandbox_pid is None:
+            try:
+                pid = json.loads(os.read(self.info, 4096)).get("child-pid")
+            except (OSError, ValueError, AttributeError):
+                return None
+            if isinstance(pid, int) and pid > 1:
+                self._sandbox_pid = pid
+        return self._sandbox_pid
 
     def describe_exit(self) -> str:
         code = self.process.poll()
@@ -219,7 +242,7 @@ class TemplateEvaluator:
         uid = self.settings.uid_base + next(self._uids) % self.settings.uid_count
         spec = dataclasses.replace(self._spec, uid=uid, gid=uid)
         try:
-            worker = _Worker(category, spec.argv(self._command), spec.popen_env())
+            worker = _Worker(category, spec, self._command)
         except OSError as error:
             raise SandboxError(f"cannot start the template evaluation sandbox: {error}") from error
         self.started_workers += 1
@@ -237,25 +260,41 @@ class TemplateEvaluator:
             with contextlib.suppress(KeyError, ValueError):
                 self._selector.unregister(fd)
         if not kill and not worker.busy:
-            with contextlib.suppress(OSError):
+            try:
                 os.set_blocking(worker.stdin, True)
                 os.write(worker.stdin, b'{"op":"exit"}\n')
+            except OSError:
+                kill = True
         with contextlib.suppress(OSError):
             assert worker.process.stdin is not None
             worker.process.stdin.close()
+        if not kill:
+            try:
+                worker.process.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                kill = True  # a template left it unable to exit
         if kill:
+            # Kill the sandbox's PID 1 first: that takes every process inside
+            # with it. Its PID is still bwrap's unreaped child, so it cannot
+            # have been reused.
+            pid = worker.sandbox_pid()
+            if pid is not None and worker.process.poll() is None:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+                # bwrap exits once PID 1 is gone, which is once every process
+                # inside is gone: then nothing of the sandbox is left.
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    worker.process.wait(timeout=5)
             with contextlib.suppress(OSError):
                 worker.process.kill()
-        try:
-            worker.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            worker.process.kill()
             worker.process.wait()
         # What the worker said last on stderr explains its death.
         with contextlib.suppress(OSError):
             while data := os.read(worker.stderr, 65536):
                 worker.stderr_tail += data
                 del worker.stderr_tail[:-STDERR_TAIL]
+        with contextlib.suppress(OSError):
+            os.close(worker.info)
         for stream in (worker.process.stdout, worker.process.stderr):
             if stream is not None:
                 with contextlib.suppress(OSError):

@@ -692,4 +692,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # os._exit: no atexit handlers or thread joins a template may have left behind.
+    os._exit(main())

@@ -1,0 +1,10 @@
+pkgname = "userapp"
+pkgver = "0.4.0"
+pkgrel = 0
+build_style = "cmake"
+hostmakedepends = ["cmake"]
+makedepends = ["musl-devel", "userlib-devel"]
+depends = ["foo"]
+pkgdesc = "Application built on userlib"
+license = "ISC"
+url = "https://example.org/userapp"
