@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         if args.keys is not None
         else Keyring.from_private_keys(args.key)
     )
-    with progress_bar("reading packages", 0) as advance:
+    with progress_bar("reading packages", None) as advance:
         update = update_repository(
             args.directory,
             signers=signers,

@@ -8,9 +8,12 @@ from contextlib import contextmanager
 
 
 @contextmanager
-def progress_bar(label: str, total: int) -> Iterator[Callable[..., None]]:
-    """Yield ``advance(done=None, total=None)``; draws with rich only when stderr is a TTY."""
-    if not sys.stderr.isatty() or total < 2:
+def progress_bar(label: str, total: int | None) -> Iterator[Callable[..., None]]:
+    """Yield ``advance(done=None, total=None)``; draws with rich only when stderr is a TTY.
+
+    ``total=None`` means not known yet (the first ``advance`` call gives it).
+    """
+    if not sys.stderr.isatty() or (total is not None and total < 2):
         yield lambda *_args, **_kwargs: None
         return
     from rich.console import Console  # noqa: PLC0415 - keeps `apkfarm --help` fast

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import io
 import re
 import shutil
 import stat
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from apk_support import OTHER_PUBLIC, VECTOR_PRIVATE, VECTOR_PUBLIC
 from apkfarm.apk.index import verify_index_records
 from apkfarm.apk.keys import Keyring, load_private_key, load_public_key
 from apkfarm.cli import index, keygen, verify
+from apkfarm.cli.progress import progress_bar
 
 
 def run(*argv: str) -> int:
@@ -93,3 +96,21 @@ def test_index_command_signs_and_reports_changes(
     (repo / "refb-2.1-r3.apk").unlink()
     assert run("index", str(repo), "--key", key, "--description", "mirror test") == 0
     assert "removed  refb-2.1-r3.apk" in capsys.readouterr().out
+
+
+def test_progress_bar_draws_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    with progress_bar("indexing", None) as advance:
+        advance(3, 10)
+        advance(10, 10)
+    assert "indexing" in terminal.getvalue()
+    pipe = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", pipe)
+    with progress_bar("indexing", 10) as advance:
+        advance()
+    assert pipe.getvalue() == ""
