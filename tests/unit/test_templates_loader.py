@@ -48,7 +48,7 @@ def test_fields_are_as_written_with_package_objects_rendered(native: LoadResult)
     assert foo.depends == ("!oldfoo", "cmd:awk!base-files", "so:libz.so.1!zlib")
     assert foo.hostmakedepends == ("meson", "pkgconf")
     assert foo.fields["hardening"] == ["vis", "!int"]
-    assert [s.name for s in foo.subpackages] == ["foo-libs", "foo-devel", "foo-awk-default"]
+    assert [s.name for s in foo.subpackages] == ["foo-libs", "foo-devel", "awk-foo-default"]
     libs, devel, awk = foo.subpackages
     assert libs.install == {"kind": "paths", "paths": ["usr/lib/libfoo.so.*"]}
     assert libs.fields["subdesc"] == "libraries"  # cbuild's suffix default
@@ -56,7 +56,7 @@ def test_fields_are_as_written_with_package_objects_rendered(native: LoadResult)
     assert devel.depends == ("foo=2.0.1-r2", "foo-libs=2.0.1-r2")
     assert devel.install == {"kind": "default_devel", "man": "23", "extra": ["usr/share/foo/devel"]}
     assert devel.fields["subdesc"] == "development files"
-    assert (awk.declared, awk.alternative) == ("awk", "foo")
+    assert (awk.declared, awk.alternative) == ("foo", "awk")
     assert awk.provides == ("cmd:awk=2.0.1",)
     assert foo.hooks == ("pre_configure", "post_install")
     assert foo.fields["pkgdesc"] == devel.fields["pkgdesc"]  # inherited

@@ -20,7 +20,7 @@ def test_the_test_tree_is_read_in_cports_shape() -> None:
     main = snapshot.categories["main"]
     assert "foo" in main.templates and "zlib" in main.templates
     assert main.symlinks["zlib-devel"] == "zlib"
-    assert main.symlinks["foo-awk-default"] == "foo"
+    assert main.symlinks["awk-foo-default"] == "foo"
     assert ".parent" not in main.symlinks and main.parent_link is None
     assert snapshot.categories["user"].parent_link == "../main"
     assert snapshot.repositories("user") == ("user", "main")

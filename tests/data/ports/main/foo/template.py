@@ -47,7 +47,7 @@ def _(self):
     return self.default_devel(extra=["usr/share/foo/devel"])
 
 
-@subpackage("awk", alternative="foo")
+@subpackage("foo", alternative="awk")
 def _(self):
     self.subdesc = "awk provided by foo"
     self.provides = ["cmd:awk=2.0.1"]
