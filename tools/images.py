@@ -318,7 +318,7 @@ def plan(archs: Sequence[str], local_infra: bool) -> list[Image]:
             f"apkfarm/builder-{arch}:dev",
             SERVICES_DIR / "builder" / "Dockerfile",
             TOP,
-            (*runtime, ("ARCH", arch)),
+            (*base, *runtime, ("ARCH", arch)),
         )
         for arch in archs
     ]
