@@ -178,7 +178,7 @@ def test_plan_and_apply_are_incremental() -> None:
     a, b, c = entry("a", "1-r0"), entry("b", "1-r0"), entry("c", "1-r0")
     state = IndexState({e.file_name: e for e in (a, b, c)}, "desc")
     listing = {
-        a.file_name: a.stamp,
+        a.file_name: a.file_stamp,
         b.file_name: FileStamp(10, "2"),  # rewritten
         "d-1-r0.apk": FileStamp(7, "1"),  # new
     }  # c removed
@@ -191,7 +191,7 @@ def test_plan_and_apply_are_incremental() -> None:
     assert plan_update(state, listing, verify_all=True).to_read == tuple(sorted(listing))
     new = apply_update(state, plan, [entry("b", "1-r0", "2"), entry("d", "1-r0")])
     assert sorted(new.entries) == ["a-1-r0.apk", "b-1-r0.apk", "d-1-r0.apk"]
-    assert new.entries["b-1-r0.apk"].stamp.stamp == "2"
+    assert new.entries["b-1-r0.apk"].stamp == "2"
     assert new.description == "desc"
     assert new.apkindex() == render_apkindex(new.records())
 
@@ -223,8 +223,12 @@ def test_property_state_encoding_round_trips(
 def test_bad_state_is_refused() -> None:
     with pytest.raises(ApkFormatError, match="not an apkfarm index state"):
         decode_state(b"{}")
-    with pytest.raises(ApkFormatError, match="malformed entry at"):
-        decode_state(b"apkfarm-index-state 1\nD:\n\nX:y\nC:1\nP:a\nV:1\n\n")
+    with pytest.raises(ApkFormatError, match="manifest and records do not match"):
+        decode_state(b"apkfarm-index-state 2\nD:\n\nx.apk\t1\t2\t3\n\nC:1\nP:a\nV:1\n\n")
+    with pytest.raises(ApkFormatError, match="malformed numbers"):
+        decode_state(b"apkfarm-index-state 2\nD:\n\nx.apk\tNaN\t2\t3\ta\t1\n\nC:1\nP:a\nV:1\n\n")
+    with pytest.raises(ApkFormatError, match="another version"):
+        decode_state(b"apkfarm-index-state 1\nD:\n\n")
 
 
 # ----------------------------------------------------------------------------- repository
