@@ -65,7 +65,15 @@ class Spec:
         self.inherited: frozenset[str] = frozenset(
             f["name"] for f in self.subpkg_fields if f["inherit"]
         )
+        # Python types per field; None for the "comp" pseudo-type.
+        self.types: dict[str, tuple[type, ...] | None] = {
+            f["name"]: None if f["types"] == ["comp"] else tuple(_TYPES[t] for t in f["types"])
+            for f in self.fields
+        }
         self.options: dict[str, list[bool]] = data["options"]
+        self.default_options: dict[str, bool] = {
+            name: default for name, (default, _) in self.options.items()
+        }
         self.phases: frozenset[str] = frozenset(data["phases"])
         self.autopkgs: list[list[Any]] = data["autopkgs"]
         self.subdesc_suffixes: list[list[str]] = data["subdesc_suffixes"]
@@ -104,16 +112,17 @@ def _valid_compression(value: Any) -> bool:
     return True
 
 
-def _type_problem(name: str, value: Any, types: list[str]) -> str | None:
+def _type_problem(name: str, value: Any, types: tuple[type, ...] | None) -> str | None:
     """cbuild's validate_type: the message for a wrongly typed field, or None."""
-    if types == ["comp"]:
+    if types is None:
         if _valid_compression(value):
             return None
         return f"invalid value for field {name} (expected a compression spec, got {value!r})"
-    if any(isinstance(value, _TYPES[t]) for t in types):
+    if isinstance(value, types):
         return None
     return (
-        f"invalid value for field {name} (expected '{types[0]}' but got '{type(value).__name__}')"
+        f"invalid value for field {name} "
+        f"(expected '{types[0].__name__}' but got '{type(value).__name__}')"
     )
 
 
@@ -400,9 +409,14 @@ class Subpackage(Package):
 
 def _to_data(value: Any, where: str, depth: int = 0) -> Any:
     """A JSON-ready copy of `value`; package objects become ``name=ver-rN``."""
+    kind = type(value)
+    if kind is str or value is None or kind is int or kind is bool or kind is float:
+        return value
+    if kind is list and all(type(v) is str for v in value):
+        return list(value)  # the common case: a list of strings
     if depth > 32:
         raise TemplateError(f"{where} is nested too deeply")
-    if value is None or isinstance(value, bool | int | float | str):
+    if isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, Package):
         return value.pkgname_ver
@@ -537,7 +551,7 @@ class Evaluation:
             if field is None:
                 unknown_variables.append(name)
                 continue
-            problem = _type_problem(name, value, field["types"])
+            problem = _type_problem(name, value, spec.types[name])
             if problem:
                 self.problems.append(problem)
                 continue
@@ -547,7 +561,7 @@ class Evaluation:
         template.pkgrel = namespace.get("pkgrel")
         if "origin" not in fields:
             template.origin = template.pkgname  # cbuild fills it in; subpackages inherit it
-        template.options = self._options(template, template.pkgname, None)
+        template.options = self._options(template, template.pkgname)
         subpackages = self._subpackages(template)
         return {
             "ok": True,
@@ -562,13 +576,12 @@ class Evaluation:
             "log": template._log[:100],
         }
 
-    def _options(
-        self, package: Package, pkgname: str, parent: dict[str, bool] | None
-    ) -> dict[str, bool]:
-        """The option dictionary templates read (unknown names are the parent's to report)."""
-        options: dict[str, bool] = {}
-        for name, (default, inherit) in self.spec.options.items():
-            options[name] = parent[name] if parent is not None and inherit else default
+    def _options(self, package: Package, pkgname: str) -> dict[str, bool]:
+        """The option dictionary subpackage functions read as ``self.parent.options``.
+
+        Unknown names are ignored here; the parent reports them.
+        """
+        options = dict(self.spec.default_options)
         if pkgname.endswith("-devel"):
             options["splitstatic"] = True
         written = getattr(package, "options", [])
@@ -612,7 +625,7 @@ class Evaluation:
                 base = getattr(template, field_name) if field["inherit"] else field["default"]
                 if value == base and type(value) is type(base):
                     continue
-                problem = _type_problem(field_name, value, field["types"])
+                problem = _type_problem(field_name, value, self.spec.types[field_name])
                 if problem:
                     self.problems.append(f"subpackage '{name}': {problem}")
                     continue
