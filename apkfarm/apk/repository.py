@@ -66,7 +66,7 @@ def list_packages(directory: Path) -> dict[str, FileStamp]:
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         # stat relative to the directory's fd: no path building, one syscall per file
-        for name in os.listdir(fd):
+        for name in os.listdir(fd):  # noqa: PTH208 - listing an fd, not a path
             if name.endswith(".apk"):
                 st = os.stat(name, dir_fd=fd, follow_symlinks=False)
                 if stat.S_ISREG(st.st_mode):
