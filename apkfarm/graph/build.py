@@ -132,6 +132,10 @@ def _partial(template: Template, index: NameIndex, cross: bool) -> _Partial:
     host_packages: list[str] = []
     name = template.full_name
     category = template.category
+    # Most names are a template or subpackage the category sees: one dict
+    # lookup; everything else takes NameIndex.resolve's full path.
+    visible = index.visible(category)
+    unavailable_templates = index.unavailable_templates
 
     build_lists: list[tuple[EdgeKind, tuple[str, ...]]] = [("target", template.makedepends)]
     if not cross:
@@ -140,42 +144,54 @@ def _partial(template: Template, index: NameIndex, cross: bool) -> _Partial:
             build_lists.insert(1, ("check", template.checkdepends))
     for kind, entries in build_lists:
         for written in entries:
-            found = index.resolve(written, category)
-            if found.template is None:
-                if kind == "target":
-                    missing.append(Missing(name, kind, written, written, found.problem or ""))
+            owner = visible.get(written)
+            if owner is not None:
+                found = owner.template
+            else:
+                resolution = index.resolve(written, category)
+                if resolution.template is None:
+                    if kind == "target":
+                        problem = resolution.problem or ""
+                        missing.append(Missing(name, kind, written, written, problem))
+                    else:
+                        host_tools.append(written)
+                    continue
+                found = resolution.template
+            if found != name:
+                if found in unavailable_templates:
+                    reason = unavailable_templates[found]
+                    missing.append(Missing(name, kind, written, written, reason))
                 else:
-                    host_tools.append(written)
-            elif found.template != name:
-                unavailable = index.unavailable(found.template)
-                if unavailable is not None:
-                    missing.append(Missing(name, kind, written, written, unavailable))
-                else:
-                    edges.append(Edge(name, found.template, kind, written))
+                    edges.append(Edge(name, found, kind, written))
     if cross:
         for written in template.hostmakedepends:
-            found = index.resolve(written, category)
-            if found.template is None:
+            host = index.resolve(written, category).template
+            if host is None:
                 host_tools.append(written)
             else:
-                host_packages.append(found.template)
+                host_packages.append(host)
 
     for written in (*template.depends, *(d for s in template.subpackages for d in s.depends)):
         dependency = parse_dependency(written)
         if dependency is None or dependency.conflict:
             continue
         target = index.target_of(dependency)
-        found = index.resolve(target, category)
-        if found.template is None:
-            missing.append(Missing(name, "runtime", written, target, found.problem or ""))
+        owner = visible.get(target)
+        if owner is not None:
+            found = owner.template
+        else:
+            resolution = index.resolve(target, category)
+            if resolution.template is None:
+                problem = resolution.problem or ""
+                missing.append(Missing(name, "runtime", written, target, problem))
+                continue
+            found = resolution.template
+        if found == name:
             continue
-        if found.template == name:
+        if found in unavailable_templates:
+            missing.append(Missing(name, "runtime", written, target, unavailable_templates[found]))
             continue
-        unavailable = index.unavailable(found.template)
-        if unavailable is not None:
-            missing.append(Missing(name, "runtime", written, target, unavailable))
-            continue
-        edge = Edge(name, found.template, "runtime", written)
+        edge = Edge(name, found, "runtime", written)
         if dependency.provider is None and dependency.op not in (None, "><"):
             constrained.append(_Constrained(edge, dependency, target))
         else:
@@ -186,8 +202,8 @@ def _partial(template: Template, index: NameIndex, cross: bool) -> _Partial:
         missing=tuple(missing),
         host_tools=tuple(dict.fromkeys(host_tools)),
         host_packages=tuple(dict.fromkeys(host_packages)),
-        deps=frozenset(e.dependency for e in edges),
-        build_deps=frozenset(e.dependency for e in edges if e.kind in BUILD_KINDS),
+        deps=frozenset([e.dependency for e in edges]),
+        build_deps=frozenset([e.dependency for e in edges if e.kind != "runtime"]),
     )
 
 

@@ -57,6 +57,7 @@ class NameIndex:
         self._provides: dict[str, dict[str, list[_Owner]]] = {}
         self._unavailable: dict[str, str] = {}  # template -> why it cannot build
         self._merged: dict[str, dict[str, _Owner]] = {}
+        self._slow: dict[tuple[str, str], Resolution] = {}
         self.rebind(load)
         for name, template in load.templates.items():
             owner = _Owner(name)
@@ -107,8 +108,17 @@ class NameIndex:
         """Why `template` cannot be built for this context, or None if it can."""
         return self._unavailable.get(template)
 
+    @property
+    def unavailable_templates(self) -> Mapping[str, str]:
+        """template -> why it cannot be built for this context."""
+        return self._unavailable
+
     def version_of(self, template: str) -> str | None:
         return self._versions.get(template)
+
+    def visible(self, category: str) -> Mapping[str, _Owner]:
+        """name -> owner (``.template``) for every name `category` can see directly."""
+        return self._visible(category)
 
     def _visible(self, category: str) -> dict[str, _Owner]:
         """Every name `category` can see, nearer categories winning (built once)."""
@@ -124,6 +134,16 @@ class NameIndex:
         owner = self._visible(category).get(name)
         if owner is not None:
             return Resolution(name, owner.template, self._versions.get(owner.template))
+        # The rest does not depend on versions: remember it (trees repeat host tools).
+        known = self._slow.get((name, category))
+        if known is None:
+            known = self._resolve_further(name, category)
+            self._slow[(name, category)] = known
+        if known.template is not None and known.version is None:
+            return known._replace(version=self._versions.get(known.template))
+        return known
+
+    def _resolve_further(self, name: str, category: str) -> Resolution:
         repositories = self.load.tree.repositories(category)
         for repository in repositories:
             inactive = self._inactive.get(repository, {}).get(name)
@@ -137,15 +157,13 @@ class NameIndex:
                 if name.endswith(suffix):
                     base = self._visible(category).get(name.removesuffix(suffix))
                     if base is not None:
-                        version_held = self._versions.get(base.template)
-                        return Resolution(name, base.template, version_held)
+                        return Resolution(name, base.template)
         candidates: list[_Owner] = []
         for repository in repositories:
             candidates += self._provides.get(repository, {}).get(name, [])
         providers = sorted({c.template for c in candidates})
         if len(providers) == 1:
-            provided = candidates[0].provided or self._versions.get(candidates[0].template)
-            return Resolution(name, providers[0], provided)
+            return Resolution(name, providers[0], candidates[0].provided)
         if len(providers) > 1:
             return Resolution(
                 name,

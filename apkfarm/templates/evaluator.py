@@ -31,7 +31,7 @@ import signal
 import subprocess
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -203,15 +203,16 @@ class TemplateEvaluator:
         ).encode()
         self.started_workers = 0
         self._on_result: ResultHandler | None = None
+        self._progress: Progress | None = None
+        self._pulled = 0
 
     def prestart(self, categories: Sequence[str]) -> None:
-        """Start idle workers for `categories` now (up to ``jobs``), so that their
-        start-up overlaps with whatever the caller does before ``evaluate()``."""
+        """Start one idle worker per entry of `categories` now (up to ``jobs`` in all),
+        so that their start-up overlaps with whatever the caller does next."""
         for category in categories:
             if len(self._workers) >= self.settings.jobs:
                 break
-            if not any(w.category == category for w in self._workers):
-                self._start(category)
+            self._start(category)
 
     # --- sandbox ---------------------------------------------------------------------
 
@@ -359,39 +360,60 @@ class TemplateEvaluator:
 
     def evaluate(
         self,
-        requests: Sequence[EvaluationRequest],
+        requests: Iterable[EvaluationRequest],
         context: BuildContext,
         progress: Progress | None = None,
         on_result: ResultHandler | None = None,
     ) -> dict[str, dict[str, Any]]:
         """Evaluate `requests` for `context`; results by request key.
 
+        `requests` is consumed lazily, a little ahead of the workers, so a
+        caller that produces them (reading and hashing template files) keeps
+        the workers busy from the first few templates on.
+
         A result is the worker's report (``{"ok": True, "fields": ...}`` or
         ``{"ok": False, "error": ...}``); results the environment caused
         (timeouts, crashed workers) carry ``"transient": True``.
         `on_result(key, result)` sees each result as it arrives, so callers
-        can work while the workers still evaluate.
+        can work while the workers still evaluate. `progress(done, total)`
+        counts results against the requests seen so far.
         Raises SandboxError when no worker can be started at all.
         """
         results: dict[str, dict[str, Any]] = {}
-        if not requests:
-            return results
         context_data = context.to_json()
         queues: dict[str, deque[_Item]] = {}
-        for request in requests:
-            queues.setdefault(request.category, deque()).append(_Item(request, next(self._ids)))
-        total = len(requests)
+        source = iter(requests)
+        exhausted = False
+        pulled = 0
+        # How far ahead of the workers requests are read.
+        ahead = self.settings.jobs * self.settings.batch_size * 2
         self._on_result = on_result
+        self._progress = progress
         try:
             while True:
+                queued = sum(len(q) for q in queues.values())
+                while not exhausted and queued < ahead:
+                    request = next(source, None)
+                    if request is None:
+                        exhausted = True
+                        break
+                    queues.setdefault(request.category, deque()).append(
+                        _Item(request, next(self._ids))
+                    )
+                    queued += 1
+                    pulled += 1
+                self._pulled = pulled
                 self._dispatch(queues, context_data)
                 active = [w for w in self._workers if w.busy]
                 if not active:
-                    if any(queues.values()):  # pragma: no cover - dispatch always places work
+                    if exhausted and not any(queues.values()):
+                        break
+                    if exhausted:  # pragma: no cover - dispatch always places work
                         raise SandboxError("template evaluation made no progress")
-                    break
+                    continue
                 now = time.monotonic()
-                wait = min(self._deadline(w) for w in active) - now
+                more = not exhausted and sum(len(q) for q in queues.values()) < ahead
+                wait = 0.0 if more else min(self._deadline(w) for w in active) - now
                 for key, _ in self._selector.select(max(0.0, wait)):
                     worker, kind = key.data
                     if worker.closed:
@@ -401,7 +423,7 @@ class TemplateEvaluator:
                     elif kind == "err":
                         self._read_stderr(worker)
                     else:
-                        self._read_stdout(worker, queues, results, total, progress)
+                        self._read_stdout(worker, queues, results)
                 now = time.monotonic()
                 for worker in [w for w in self._workers if w.busy and now >= self._deadline(w)]:
                     self._expire(worker, queues, results)
@@ -458,8 +480,6 @@ class TemplateEvaluator:
         worker: _Worker,
         queues: dict[str, deque[_Item]],
         results: dict[str, dict[str, Any]],
-        total: int,
-        progress: Progress | None,
     ) -> None:
         try:
             data = os.read(worker.stdout, 1 << 20)
@@ -501,8 +521,6 @@ class TemplateEvaluator:
             message.pop("transient", None)
             self._record(results, item.request.key, message)
             worker.item_started = time.monotonic()
-            if progress is not None:
-                progress(len(results), total)
 
     # --- failures ----------------------------------------------------------------------
 
@@ -521,6 +539,8 @@ class TemplateEvaluator:
         results[key] = result
         if self._on_result is not None:
             self._on_result(key, result)
+        if self._progress is not None:
+            self._progress(len(results), self._pulled)
 
     def _expire(
         self,

@@ -12,8 +12,9 @@ everything else.
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from apkfarm.templates.evaluator import (
 )
 from apkfarm.templates.model import Template, TemplateIssue
 from apkfarm.templates.rules import LoadPolicy, RuleOutcome, apply_rules
-from apkfarm.templates.tree import TemplateFile, TreeScanner, TreeSnapshot
+from apkfarm.templates.tree import CategoryListing, TemplateFile, TreeScanner, TreeSnapshot
 
 __all__ = ["LoadResult", "LoadStats", "TreeLoader", "load_tree"]
 
@@ -128,29 +129,30 @@ class TreeLoader:
     ) -> LoadResult:
         started = time.perf_counter()
         policy = policy or LoadPolicy()
-        first = self._evaluator is None and not self._rules and len(self.cache) == 0
         known_outcomes = self._rules.setdefault(policy, {})
-        if first and self.cache.directory is None:
-            # Nothing can be cached yet: let the workers start while we scan.
-            self.evaluator.prestart(policy.categories)
-        snapshot = self.scanner.scan()
+        categories = self.scanner.categories()
+        cold = self._evaluator is None and not known_outcomes and len(self.cache) == 0
+        if cold and self.cache.directory is None:
+            # Nothing can be cached yet: start the workers while files are read.
+            self.evaluator.prestart(_worker_shares(categories, policy, self.evaluator))
         context = resolve_context(arch, host=host_arch, tree=self.root, stage=stage)
         shared = context_digest(worker_version(), context.to_json())
+        chains = TreeSnapshot(self.root, categories, {}).chains
 
-        errors = [TemplateIssue(name, message) for name, message in snapshot.problems]
+        problems: list[tuple[str, str]] = []
+        files: dict[str, TemplateFile] = {}
         exclusions: list[TemplateIssue] = []
         warnings: list[TemplateIssue] = [
             TemplateIssue(f"{category}/{name}", "bad directory encountered (no template.py)")
-            for category, listing in snapshot.categories.items()
+            for category, listing in categories.items()
             for name in listing.oddities
         ]
         outcomes: dict[str, RuleOutcome] = {}
         keys: dict[str, str] = {}
-        requests: list[EvaluationRequest] = []
-        chains = {category: snapshot.repositories(category) for category in snapshot.categories}
+        names: dict[str, str] = {}  # key -> full name, for what goes to the workers
 
         def conclude(full_name: str, key: str, result: dict[str, Any]) -> None:
-            file = snapshot.templates[full_name]
+            file = files[full_name]
             outcome = apply_rules(
                 result,
                 category=file.category,
@@ -165,57 +167,69 @@ class TreeLoader:
             if not result.get("transient"):
                 known_outcomes[key] = outcome
 
-        for full_name, file in snapshot.templates.items():
-            if file.category not in policy.categories:
-                exclusions.append(
-                    TemplateIssue(
-                        full_name,
-                        "cannot be built, disallowed category "
-                        f"(not in {', '.join(policy.categories)})",
-                    )
-                )
-                continue
-            remembered = self._keys.get(full_name)
-            if remembered is not None and remembered[0] is file and remembered[1] == shared:
-                key = remembered[2]
-            else:
-                key = evaluation_key(
-                    context=shared,
-                    category=file.category,
-                    name=file.name,
-                    repositories=chains[file.category],
-                    digest=file.digest,
-                )
-                self._keys[full_name] = (file, shared, key)
-            keys[full_name] = key
-            known = known_outcomes.get(key)
-            if known is not None:
-                outcomes[full_name] = known
-                continue
-            cached = self.cache.get(key)
-            if cached is not None:
-                conclude(full_name, key, cached)
-                continue
-            try:
-                source = self.scanner.source(file).decode("utf-8")
-            except UnicodeDecodeError as error:
-                conclude(
-                    full_name, key, {"ok": False, "error": f"template.py is not UTF-8: {error}"}
-                )
-                continue
-            requests.append(
-                EvaluationRequest(key, file.category, file.name, source, chains[file.category])
+        def requests() -> Iterator[EvaluationRequest]:
+            # Reading and hashing files happens here, interleaved with the
+            # workers' evaluation: only unknown templates are yielded.
+            for category, listing in categories.items():
+                allowed = category in policy.categories
+                for name in listing.templates:
+                    file = self.scanner.file(category, name, problems)
+                    if file is None:
+                        continue
+                    full_name = file.full_name
+                    files[full_name] = file
+                    if not allowed:
+                        exclusions.append(
+                            TemplateIssue(
+                                full_name,
+                                "cannot be built, disallowed category "
+                                f"(not in {', '.join(policy.categories)})",
+                            )
+                        )
+                        continue
+                    remembered = self._keys.get(full_name)
+                    if remembered is not None and remembered[0] is file and remembered[1] == shared:
+                        key = remembered[2]
+                    else:
+                        key = evaluation_key(
+                            context=shared,
+                            category=category,
+                            name=name,
+                            repositories=chains[category],
+                            digest=file.digest,
+                        )
+                        self._keys[full_name] = (file, shared, key)
+                    keys[full_name] = key
+                    known = known_outcomes.get(key)
+                    if known is not None:
+                        outcomes[full_name] = known
+                        continue
+                    cached = self.cache.get(key)
+                    if cached is not None:
+                        conclude(full_name, key, cached)
+                        continue
+                    try:
+                        source = self.scanner.source(file).decode("utf-8")
+                    except UnicodeDecodeError as error:
+                        result = {"ok": False, "error": f"template.py is not UTF-8: {error}"}
+                        conclude(full_name, key, result)
+                        continue
+                    names[key] = full_name
+                    yield EvaluationRequest(key, category, name, source, chains[category])
+
+        def arrived(key: str, result: dict[str, Any]) -> None:
+            if not result.get("transient"):
+                self.cache.put(key, result)
+            conclude(names[key], key, result)
+
+        pending = requests()
+        first = next(pending, None)
+        if first is not None:  # the sandbox is needed only when something is unknown
+            self.evaluator.evaluate(
+                itertools.chain([first], pending), context, progress, on_result=arrived
             )
-
-        if requests:
-            names = {r.key: f"{r.category}/{r.name}" for r in requests}
-
-            def arrived(key: str, result: dict[str, Any]) -> None:
-                if not result.get("transient"):
-                    self.cache.put(key, result)
-                conclude(names[key], key, result)
-
-            self.evaluator.evaluate(requests, context, progress, on_result=arrived)
+        snapshot = self.scanner.snapshot(categories, files, problems)
+        errors = [TemplateIssue(name, message) for name, message in snapshot.problems]
 
         templates: dict[str, Template] = {}
         for full_name in keys:
@@ -234,8 +248,8 @@ class TreeLoader:
         self._forget_stale(keys)
         stats = LoadStats(
             templates=len(snapshot.templates),
-            evaluated=len(requests),
-            cached=len(keys) - len(requests),
+            evaluated=len(names),
+            cached=len(keys) - len(names),
             seconds=time.perf_counter() - started,
         )
         return LoadResult(
@@ -256,6 +270,25 @@ class TreeLoader:
             if len(outcomes) > 4 * max(len(keys), 1000):
                 live = set(keys.values())
                 self._rules[policy] = {k: v for k, v in outcomes.items() if k in live}
+
+
+def _worker_shares(
+    categories: Mapping[str, CategoryListing], policy: LoadPolicy, evaluator: TemplateEvaluator
+) -> list[str]:
+    """Which category each of the evaluator's job slots should start with.
+
+    Slots go to categories by their number of templates (largest first), so
+    the first workers started are the ones the scan will feed first.
+    """
+    sizes = {c: len(categories[c].templates) for c in policy.categories if c in categories}
+    total = sum(sizes.values())
+    jobs = evaluator.settings.jobs
+    if not total:
+        return []
+    shares: list[str] = []
+    for category, size in sorted(sizes.items(), key=lambda item: -item[1]):
+        shares += [category] * max(1 if not shares else 0, round(jobs * size / total))
+    return shares[:jobs]
 
 
 def _check_symlinks(

@@ -127,28 +127,48 @@ class TreeScanner:
         return state.source
 
     def scan(self) -> TreeSnapshot:
-        if not self.root.is_dir():
-            raise ApkfarmError(f"{self.root}: not a ports tree (no such directory)")
-        categories: dict[str, CategoryListing] = {}
+        """The whole tree: its layout and every template's digest."""
+        categories = self.categories()
         templates: dict[str, TemplateFile] = {}
         problems: list[tuple[str, str]] = []
+        for category, listing in categories.items():
+            for name in listing.templates:
+                file = self.file(category, name, problems)
+                if file is not None:
+                    templates[file.full_name] = file
+        return self.snapshot(categories, templates, problems)
+
+    def categories(self) -> dict[str, CategoryListing]:
+        """The tree's layout (cheap: unchanged category directories are not listed again)."""
+        if not self.root.is_dir():
+            raise ApkfarmError(f"{self.root}: not a ports tree (no such directory)")
         with os.scandir(self.root) as entries:
             top = sorted(
                 e.name
                 for e in entries
                 if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)
             )
+        categories: dict[str, CategoryListing] = {}
         for name in top:
             listing = self._category(name)
-            if not listing.templates:
-                continue  # src/, etc/ and the like: not a category
-            categories[name] = listing
-            for template in listing.templates:
-                file = self._template(name, template, problems)
-                if file is not None:
-                    templates[file.full_name] = file
-        live = set(templates)
-        for stale in [k for k in self._files if k not in live]:
+            if listing.templates:  # src/, etc/ and the like are not categories
+                categories[name] = listing
+        return categories
+
+    def file(
+        self, category: str, name: str, problems: list[tuple[str, str]]
+    ) -> TemplateFile | None:
+        """One template's file and digest; read again only if its stat data changed."""
+        return self._template(category, name, problems)
+
+    def snapshot(
+        self,
+        categories: dict[str, CategoryListing],
+        templates: dict[str, TemplateFile],
+        problems: list[tuple[str, str]],
+    ) -> TreeSnapshot:
+        """Assemble a snapshot, and forget files that are gone."""
+        for stale in [k for k in self._files if k not in templates]:
             del self._files[stale]
         return TreeSnapshot(self.root, categories, templates, tuple(problems))
 
