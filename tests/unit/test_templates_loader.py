@@ -260,3 +260,29 @@ def test_pkgver_at_top_level_is_visible_after_assignment(tmp_path: Path) -> None
     template = result.templates["main/bad"]
     assert template.depends == ("bad-common=1.0-r0", "bad-data=1.0-r0")
     assert template.fields["configure_args"] == ["3", "x86_64", "little"]
+
+
+def test_custom_targets_hooks_and_subpackage_variants(tmp_path: Path) -> None:
+    source = template_source(
+        "bad",
+        "def do_install(self):\n    pass\n"
+        "def init_build(self):\n    pass\n"
+        "@custom_target('bundle', 'build')\ndef _(self):\n    pass\n"
+        "@subpackage('bad-extra', cond=False)\ndef _(self):\n    return []\n"
+        "@subpackage('bad', alternative='!pager')\ndef _(self):\n    return ['usr/bin/less']\n"
+        "@subpackage('bad-dinit')\ndef _(self):\n    return ['usr/lib/dinit.d']\n",
+    )
+    links = {"main/bad-extra": "bad", "main/pager-bad-default": "bad", "main/bad-dinit": "bad"}
+    result = load_one(tmp_path, source, links=links)
+    template = result.templates["main/bad"]
+    assert template.hooks == ("do_install", "init_build")
+    assert [(t.name, t.after) for t in template.custom_targets] == [("bundle", "build")]
+    assert [s.name for s in template.subpackages] == ["pager-bad-default", "bad-dinit"]
+    assert template.all_subpackages == ("bad-extra", "pager-bad-default", "bad-dinit")
+    pager, dinit = template.subpackages
+    assert pager.alternative is None  # "!pager" names it but records no alternative
+    # cbuild's defaults for a -dinit subpackage: depends on its base and dinit,
+    # installs itself when both are installed
+    assert dinit.depends == ("bad=1.0-r0", "dinit-chimera")
+    assert dinit.install_if == ("bad=1.0-r0", "dinit-chimera")
+    assert dinit.fields["subdesc"] == "service files"
