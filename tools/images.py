@@ -44,6 +44,8 @@ WHEELHOUSE = CACHE / "wheelhouse"
 SERVICES_DIR = TOP / "apkfarm" / "services"
 LOCAL_DIR = TOP / "deploy" / "local"
 
+# What the apkfarm wheel is built from: any change here rebuilds it.
+OWN_SOURCES = (TOP / "apkfarm", TOP / "pyproject.toml", TOP / "README.md")
 BASE_IMAGE = "apkfarm/base:trixie"
 RUNTIME_IMAGE = "apkfarm/runtime:dev"
 SERVICES = ("scheduler", "fetcher", "signer", "indexer")
@@ -245,7 +247,7 @@ def build_wheelhouse() -> None:
 
     own_dir = WHEELHOUSE / "apkfarm"
     own_stamp = WHEELHOUSE / "apkfarm.stamp"
-    own_key = tree_digest([TOP / "apkfarm", TOP / "pyproject.toml", TOP / "README.md"])
+    own_key = tree_digest(OWN_SOURCES)
     if cached(own_stamp, own_key):
         log("wheelhouse: apkfarm sources unchanged")
         return
