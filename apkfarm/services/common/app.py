@@ -104,7 +104,13 @@ def open_bus(config: BusConfig, name: str) -> Bus:
     return RabbitBus(config.amqp_url, max_deliveries=config.max_deliveries, connection_name=name)
 
 
-def open_store(config: StoreConfig) -> BlobStore:
+# The public repository lives under this prefix of the farm's bucket; code
+# that publishes or reads it addresses keys as <category>/<arch>/<file>.
+REPOSITORY_PREFIX = "repo/"
+
+
+def open_store(config: StoreConfig, *, prefix: str = "") -> BlobStore:
+    """The farm's bucket, or with ``prefix`` (e.g. REPOSITORY_PREFIX) one part of it."""
     from apkfarm.blobs.s3 import S3BlobStore  # noqa: PLC0415 - minio only where needed
 
     return S3BlobStore(
@@ -114,6 +120,7 @@ def open_store(config: StoreConfig) -> BlobStore:
         config.s3_bucket,
         secure=config.s3_secure,
         region=config.s3_region or None,
+        prefix=prefix,
     )
 
 
