@@ -108,7 +108,9 @@ class _Retry(Exception):
 @dataclass
 class _KeyedSlots:
     semaphore: asyncio.Semaphore
+    # Holders and waiters together; holders alone.
     users: int = 0
+    holding: int = 0
 
 
 class KeyedLimiter:
@@ -126,14 +128,24 @@ class KeyedLimiter:
         entry.users += 1
         try:
             async with entry.semaphore:
-                yield
+                entry.holding += 1
+                try:
+                    yield
+                finally:
+                    entry.holding -= 1
         finally:
             entry.users -= 1
             if entry.users == 0:
                 del self._slots[key]
 
-    def __len__(self) -> int:
-        return len(self._slots)
+    def users(self, key: str) -> int:
+        """Holders of a slot of ``key`` plus those waiting for one."""
+        entry = self._slots.get(key)
+        return entry.users if entry else 0
+
+    def holding(self, key: str) -> int:
+        entry = self._slots.get(key)
+        return entry.holding if entry else 0
 
 
 @dataclass
@@ -287,7 +299,8 @@ class HttpDownloader:
                     self._resume_or_restart(response, partial)
                 else:
                     self._begin(response, partial)
-                async for chunk in response.aiter_raw(CHUNK_SIZE):
+                # No chunk size: a buffered chunker would lose what it holds when the link drops.
+                async for chunk in response.aiter_raw():
                     partial.add(chunk)
         except httpx.TimeoutException as exc:
             raise _Retry(

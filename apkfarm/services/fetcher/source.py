@@ -60,7 +60,7 @@ class SourceSpec:
     @property
     def label(self) -> str:
         """How messages name it: ``greet-1.0.tar.gz from https://...``."""
-        return f"{_printable(self.filename)} from {_printable(self.url)}"
+        return f"{_printable(self.filename)} from {_printable(redact_url(self.url))}"
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,17 @@ class ResolvedSource:
     @property
     def label(self) -> str:
         return f"{self.filename} from {self.url}"
+
+
+def redact_url(url: str) -> str:
+    """``url`` without any ``user:password@`` part, for messages."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, path = rest.partition("/")
+    if "@" not in authority:
+        return url
+    return f"{scheme}://***@{authority.rpartition('@')[2]}{slash}{path}"
 
 
 def _printable(text: str, limit: int = 300) -> str:
