@@ -136,6 +136,7 @@ def _partial(template: Template, index: NameIndex, cross: bool) -> _Partial:
     # lookup; everything else takes NameIndex.resolve's full path.
     visible = index.visible(category)
     unavailable_templates = index.unavailable_templates
+    new = tuple.__new__  # Edge(...) without its Python-level __new__: this is the hot loop
 
     build_lists: list[tuple[EdgeKind, tuple[str, ...]]] = [("target", template.makedepends)]
     if not cross:
@@ -162,7 +163,7 @@ def _partial(template: Template, index: NameIndex, cross: bool) -> _Partial:
                     reason = unavailable_templates[found]
                     missing.append(Missing(name, kind, written, written, reason))
                 else:
-                    edges.append(Edge(name, found, kind, written))
+                    edges.append(new(Edge, (name, found, kind, written)))
     if cross:
         for written in template.hostmakedepends:
             host = index.resolve(written, category).template
@@ -191,7 +192,7 @@ def _partial(template: Template, index: NameIndex, cross: bool) -> _Partial:
         if found in unavailable_templates:
             missing.append(Missing(name, "runtime", written, target, unavailable_templates[found]))
             continue
-        edge = Edge(name, found, "runtime", written)
+        edge = new(Edge, (name, found, "runtime", written))
         if dependency.provider is None and dependency.op not in (None, "><"):
             constrained.append(_Constrained(edge, dependency, target))
         else:

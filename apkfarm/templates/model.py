@@ -63,13 +63,14 @@ class Subpackage:
     fields: Mapping[str, Any]
     options: Mapping[str, bool]
 
-    @cached_property
-    def depends(self) -> tuple[str, ...]:
-        return _strings(self.fields.get("depends"))
+    depends: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    provides: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
-    @cached_property
-    def provides(self) -> tuple[str, ...]:
-        return _strings(self.fields.get("provides"))
+    def __post_init__(self) -> None:
+        self.__dict__.update(
+            depends=_strings(self.fields.get("depends")),
+            provides=_strings(self.fields.get("provides")),
+        )
 
     @property
     def install_if(self) -> tuple[str, ...]:
@@ -111,35 +112,24 @@ class Template:
     key: str = ""  # the evaluation's cache key
     repositories: tuple[str, ...] = field(default=())  # category, then its .parent chain
 
-    @property
-    def full_name(self) -> str:
-        return f"{self.category}/{self.pkgname}"
+    # Derived once at construction: the graph reads these for every template
+    # on every re-plan.
+    full_name: str = field(init=False, repr=False, compare=False)
+    version: str = field(init=False, repr=False, compare=False)  # pkgver-rN as apk writes it
+    hostmakedepends: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    makedepends: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    checkdepends: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    depends: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    provides: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
-    @property
-    def version(self) -> str:
-        """``pkgver-rN`` as apk writes it."""
-        return f"{self.pkgver}-r{self.pkgrel}"
-
-    # Cached: the graph reads these for every template on every re-plan.
-    @cached_property
-    def hostmakedepends(self) -> tuple[str, ...]:
-        return _strings(self.fields.get("hostmakedepends"))
-
-    @cached_property
-    def makedepends(self) -> tuple[str, ...]:
-        return _strings(self.fields.get("makedepends"))
-
-    @cached_property
-    def checkdepends(self) -> tuple[str, ...]:
-        return _strings(self.fields.get("checkdepends"))
-
-    @cached_property
-    def depends(self) -> tuple[str, ...]:
-        return _strings(self.fields.get("depends"))
-
-    @cached_property
-    def provides(self) -> tuple[str, ...]:
-        return _strings(self.fields.get("provides"))
+    def __post_init__(self) -> None:
+        derived: dict[str, object] = {
+            "full_name": f"{self.category}/{self.pkgname}",
+            "version": f"{self.pkgver}-r{self.pkgrel}",
+        }
+        for name in ("hostmakedepends", "makedepends", "checkdepends", "depends", "provides"):
+            derived[name] = _strings(self.fields.get(name))
+        self.__dict__.update(derived)  # frozen: set once, here
 
     @property
     def archs(self) -> tuple[str, ...] | None:
