@@ -81,15 +81,29 @@ class FetcherConfig(CommonConfig, BusConfig, StoreConfig):
     )
 
     def __post_init__(self) -> None:
+        at_least = {
+            "APKFARM_FETCH_MAX_BYTES": (self.fetch_max_bytes, 1),
+            "APKFARM_FETCH_PER_HOST": (self.fetch_per_host, 1),
+            "APKFARM_FETCH_MAX_REDIRECTS": (self.fetch_max_redirects, 0),
+            "APKFARM_FETCH_ATTEMPTS": (self.fetch_attempts, 1),
+            "APKFARM_FETCH_CONCURRENCY": (self.fetch_concurrency, 1),
+            "APKFARM_FETCH_RETRY_DELAY": (self.fetch_retry_delay, 0),
+        }
+        for env, (value, least) in at_least.items():
+            if value < least:
+                raise ConfigError(f"{env} must be at least {least}, got {value}")
+        for env, seconds in (
+            ("APKFARM_FETCH_TIMEOUT", self.fetch_timeout),
+            ("APKFARM_FETCH_STALL_TIMEOUT", self.fetch_stall_timeout),
+        ):
+            if seconds <= 0:
+                raise ConfigError(f"{env} must be a positive number of seconds, got {seconds}")
+        if self.fetch_concurrency > 1000:
+            raise ConfigError("APKFARM_FETCH_CONCURRENCY must be at most 1000")
         try:
             self.sites()
-            self.limits()
-        except (SiteError, ValueError) as exc:
-            raise ConfigError(str(exc)) from None
-        if not 1 <= self.fetch_concurrency <= 1000:
-            raise ConfigError("APKFARM_FETCH_CONCURRENCY must be between 1 and 1000")
-        if self.fetch_retry_delay < 0:
-            raise ConfigError("APKFARM_FETCH_RETRY_DELAY must not be negative")
+        except SiteError as exc:
+            raise ConfigError(f"APKFARM_SOURCE_SITES: {exc}") from None
 
     def sites(self) -> dict[str, str]:
         return site_table(self.source_sites)
