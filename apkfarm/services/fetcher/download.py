@@ -277,7 +277,7 @@ class HttpDownloader:
             partial.fruitless = 0 if progressed else partial.fruitless + 1
             FETCH_RETRIES.labels(reason="retry").inc()
             log.info(
-                "download interrupted; retrying",
+                "download request failed",
                 url=url,
                 reason=exc.reason,
                 received=partial.size,

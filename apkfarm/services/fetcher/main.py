@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,6 +122,9 @@ class FetcherConfig(CommonConfig, BusConfig, StoreConfig):
 
 async def run(config: FetcherConfig) -> None:
     """Run the fetcher until SIGTERM/SIGINT."""
+    # httpx logs every request at INFO; the fetcher logs each fetch itself.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
     identity = identity_of(config, SERVICE)
     bus = open_bus(config, f"apkfarm-{identity}")
     store = open_store(config)
