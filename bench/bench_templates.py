@@ -17,6 +17,7 @@ Run: .venv/bin/python bench/bench_templates.py [--templates N] [--keep DIR]
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import sys
@@ -127,12 +128,16 @@ def measure(root: Path, paths: dict[str, Path], rounds: int) -> None:
     edges = 0
     builder = GraphBuilder()
     with TreeLoader(root) as loader:
+        load_before = os.getloadavg()[0]
         started = time.perf_counter()
+        cpu_started = time.process_time()
         loaded = loader.load("x86_64", host_arch="x86_64")
         loaded_at = time.perf_counter()
         graph = builder.build(loaded)
         plan = make_plan(graph, {})
         cold = time.perf_counter() - started
+        parent_cpu = time.process_time() - cpu_started
+        worker_cpu = loader.evaluator.cpu_seconds
         edges = sum(len(e) for e in graph.edges.values())
         subpackages = sum(len(t.subpackages) for t in loaded.templates.values())
         if loaded.errors:
@@ -148,6 +153,11 @@ def measure(root: Path, paths: dict[str, Path], rounds: int) -> None:
             f"(load {1000 * (loaded_at - started):.0f} ms with {loader.evaluator.started_workers} "
             f"sandboxed workers, graph+plan {1000 * (cold - (loaded_at - started)):.0f} ms); "
             f"goal {COLD_GOAL * 1000:.0f} ms, ratio {cold / COLD_GOAL:.2f}"
+        )
+        print(
+            f"  CPU: this process {parent_cpu:.2f} s, sandboxed workers {worker_cpu:.2f} s "
+            f"({1000 * worker_cpu / count:.2f} ms per template); "
+            f"load average before: {load_before:.2f} on {os.cpu_count()} CPUs"
         )
 
         names = sorted(paths)

@@ -157,6 +157,7 @@ class _Worker:
         self.started = time.monotonic()
         self.item_started = self.started
         self.closed = False
+        self.cpu_seconds = 0.0  # as the worker last reported it
 
     @property
     def busy(self) -> bool:
@@ -202,6 +203,7 @@ class TemplateEvaluator:
             json.dumps({"op": "init", "spec": worker_spec()}, separators=(",", ":")) + "\n"
         ).encode()
         self.started_workers = 0
+        self.stopped_cpu_seconds = 0.0  # CPU time of workers already stopped
         self._on_result: ResultHandler | None = None
         self._progress: Progress | None = None
         self._pulled = 0
@@ -300,7 +302,13 @@ class TemplateEvaluator:
             if stream is not None:
                 with contextlib.suppress(OSError):
                     stream.close()
+        self.stopped_cpu_seconds += worker.cpu_seconds
         self._workers.remove(worker)
+
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU time all workers of this evaluator have spent (as they report it)."""
+        return self.stopped_cpu_seconds + sum(w.cpu_seconds for w in self._workers)
 
     def close(self) -> None:
         """Stop every worker."""
@@ -491,36 +499,57 @@ class TemplateEvaluator:
             self._died(worker, queues, results)
             return
         worker.lines += data
-        while True:
-            end = worker.lines.find(b"\n")
-            if end < 0:
-                if len(worker.lines) > MAX_LINE_BYTES:
-                    self._broken(worker, queues, results, "a result over 16 MiB")
-                return
-            line = bytes(worker.lines[:end])
-            del worker.lines[: end + 1]
-            try:
-                message = json.loads(line)
-            except ValueError:
-                message = None
-            if not isinstance(message, dict):
-                self._broken(worker, queues, results, "output that is not a JSON object")
-                return
-            if not worker.ready:
-                if message.get("op") != "ready" or message.get("protocol") != 1:
-                    self._broken(worker, queues, results, "an unexpected greeting")
+        start = 0
+        try:
+            while True:
+                end = worker.lines.find(b"\n", start)
+                if end < 0:
+                    if len(worker.lines) - start > MAX_LINE_BYTES:
+                        self._broken(worker, queues, results, "a result over 16 MiB")
                     return
-                worker.ready = True
-                worker.item_started = time.monotonic()
-                continue
-            if not worker.batch or message.get("id") != worker.batch[0].id:
-                self._broken(worker, queues, results, "a result for another template")
-                return
-            item = worker.batch.popleft()
-            message.pop("id", None)
-            message.pop("transient", None)
-            self._record(results, item.request.key, message)
+                line = worker.lines[start:end]
+                start = end + 1
+                if not self._handle(worker, line, queues, results):
+                    return
+        finally:
+            del worker.lines[:start]  # once per read, not once per line
+
+    def _handle(
+        self,
+        worker: _Worker,
+        line: bytearray,
+        queues: dict[str, deque[_Item]],
+        results: dict[str, dict[str, Any]],
+    ) -> bool:
+        """Act on one line from a worker; False when the worker had to be dropped."""
+        try:
+            message = json.loads(line)
+        except ValueError:
+            message = None
+        if not isinstance(message, dict):
+            self._broken(worker, queues, results, "output that is not a JSON object")
+            return False
+        if not worker.ready:
+            if message.get("op") != "ready" or message.get("protocol") != 1:
+                self._broken(worker, queues, results, "an unexpected greeting")
+                return False
+            worker.ready = True
             worker.item_started = time.monotonic()
+            return True
+        if message.get("op") == "done":
+            cpu = message.get("cpu")
+            if isinstance(cpu, int | float):
+                worker.cpu_seconds = float(cpu)
+            return True
+        if not worker.batch or message.get("id") != worker.batch[0].id:
+            self._broken(worker, queues, results, "a result for another template")
+            return False
+        item = worker.batch.popleft()
+        message.pop("id", None)
+        message.pop("transient", None)
+        self._record(results, item.request.key, message)
+        worker.item_started = time.monotonic()
+        return True
 
     # --- failures ----------------------------------------------------------------------
 

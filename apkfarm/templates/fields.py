@@ -317,7 +317,17 @@ def resolve_options(
     if parent is None:
         options, unknown = _top_level_options(tuple(written), pkgname.endswith("-devel"))
         return options, list(unknown)
+    if not written:
+        inherited = _inherited_options(tuple(parent.items()), pkgname.endswith("-devel"))
+        return inherited, []
     return _options(written, pkgname, parent)
+
+
+@functools.lru_cache(maxsize=4096)
+def _inherited_options(parent: tuple[tuple[str, bool], ...], devel: bool) -> Mapping[str, bool]:
+    # Most subpackages write no options: theirs follow from the parent's alone.
+    options, _ = _options((), "x-devel" if devel else "x", dict(parent))
+    return options
 
 
 @functools.lru_cache(maxsize=4096)

@@ -10,7 +10,8 @@ Protocol: JSON objects, one per line. The parent writes to our stdin:
   (``apkfarm.templates.fields.worker_spec()``); we answer ``{"op": "ready"}``;
 * ``{"op": "batch", "context": {...}, "items": [...]}``: templates to
   evaluate for one build context; we answer one line per item, in order,
-  each carrying the item's ``id``.
+  each carrying the item's ``id``, then ``{"op": "done", "cpu": seconds}``
+  (the CPU time this worker has used so far).
 
 The whole batch is read before any template runs, so template code finds
 nothing pending on the input. File descriptors 0 and 1 are pointed at
@@ -29,6 +30,7 @@ import builtins
 import json
 import os
 import pathlib
+import resource
 import sys
 import traceback
 from collections.abc import Callable
@@ -696,6 +698,8 @@ def main() -> int:
                 if os.getpid() != own_pid:
                     os._exit(0)  # a fork the template made must never speak for us
                 _send(protocol_out, result)
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            _send(protocol_out, {"op": "done", "cpu": usage.ru_utime + usage.ru_stime})
         elif op == "exit":
             break
         else:
