@@ -23,6 +23,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from conftest import require
 from fixtures.servers import ManagedProcess, RabbitMQ, S3Server, free_ports
 from fixtures.source_server import SourceServer, source_server
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -195,9 +196,13 @@ async def _call(fetcher: Fetcher, identity: str | None, source: common_pb2.Sourc
         await channel.close()
 
 
-def _metrics(fetcher: Fetcher) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def _metrics_text(fetcher: Fetcher) -> str:
     with urllib.request.urlopen(fetcher.metrics_url, timeout=10) as response:
-        text = response.read().decode()
+        return str(response.read().decode())
+
+
+def _metrics(fetcher: Fetcher) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = _metrics_text(fetcher)
     values = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -315,6 +320,22 @@ def test_metrics_show_the_bytes_fetched(fetcher: Fetcher) -> None:
     # Every result label is exported, at zero if nothing had that result.
     for result in ("downloaded", "deduplicated", "mismatch", "failed"):
         assert ("apkfarm_fetches_total", (("result", result),)) in after
+
+
+@pytest.mark.infra
+def test_metrics_pass_promtool(fetcher: Fetcher) -> None:
+    promtool = shutil.which("promtool")
+    require(promtool is not None, "promtool (Debian prometheus package) is not installed")
+    assert promtool is not None
+    checked = subprocess.run(
+        [promtool, "check", "metrics"],
+        input=_metrics_text(fetcher),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def test_the_console_script_help_lists_its_environment() -> None:
