@@ -190,12 +190,15 @@ def test_a_dropped_connection_resumes_with_range(
 def test_a_silent_connection_counts_as_dropped_and_resumes(
     server: SourceServer, store: LocalBlobStore
 ) -> None:
-    url = server.add(f"/{NAME}", body=BODY, stall_after=100_000, stall_seconds=3.0)
+    url = server.add(f"/{NAME}", body=BODY, stall_after=100_000, stall_seconds=4.0)
 
-    result = fetch(store, server, SourceSpec(url, SHA, NAME), stall_timeout=0.5)
+    result = fetch(store, server, SourceSpec(url, SHA, NAME), stall_timeout=1.0)
 
-    assert statuses(server, f"/{NAME}") == [200, 206]
-    assert server.requests(f"/{NAME}")[1].range is not None
+    first, *resumed = server.requests(f"/{NAME}")
+    assert (first.status, first.range) == (200, None)
+    # At least one resume (a loaded machine may cause another stall, never a restart).
+    assert resumed
+    assert all(seen.status == 206 and seen.range for seen in resumed)
     assert store.get_bytes(result.blob_key) == BODY
 
 
