@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from apkfarm.graph import GraphBuilder, make_plan
-from apkfarm.templates import TreeLoader
+from apkfarm.templates import EvaluatorSettings, TreeLoader
 
 COLD_GOAL = 1.5
 REPLAN_GOAL = 0.100
@@ -123,11 +123,11 @@ def generate(root: Path, count: int, seed: int = 1) -> dict[str, Path]:
     return paths
 
 
-def measure(root: Path, paths: dict[str, Path], rounds: int) -> None:
+def measure(root: Path, paths: dict[str, Path], rounds: int, python: Path | None) -> None:
     count = len(paths)
     edges = 0
     builder = GraphBuilder()
-    with TreeLoader(root) as loader:
+    with TreeLoader(root, settings=EvaluatorSettings(python=python)) as loader:
         load_before = os.getloadavg()[0]
         started = time.perf_counter()
         cpu_started = time.process_time()
@@ -143,6 +143,7 @@ def measure(root: Path, paths: dict[str, Path], rounds: int) -> None:
         if loaded.errors:
             print(f"unexpected errors: {loaded.errors[:3]}", file=sys.stderr)
             raise SystemExit(1)
+        print(f"workers run {loader.evaluator.runtime.executable}")
         print(
             f"tree: {count} templates, {subpackages} subpackages, {edges} in-tree edges "
             f"({edges / count:.1f} per template), {len(plan.waves)} waves, "
@@ -197,15 +198,18 @@ def main() -> int:
     parser.add_argument("--templates", type=int, default=3300)
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--keep", type=Path, help="generate the tree here and keep it")
+    parser.add_argument(
+        "--python", type=Path, help="interpreter for the sandboxed workers (default: this one)"
+    )
     args = parser.parse_args()
     if args.keep:
         paths = generate(args.keep, args.templates)
-        measure(args.keep, paths, args.rounds)
+        measure(args.keep, paths, args.rounds, args.python)
         return 0
     with tempfile.TemporaryDirectory(prefix="apkfarm-bench-") as directory:
         root = Path(directory)
         paths = generate(root, args.templates)
-        measure(root, paths, args.rounds)
+        measure(root, paths, args.rounds, args.python)
     return 0
 
 

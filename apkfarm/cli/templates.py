@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -42,6 +43,13 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
         "--jobs", type=int, metavar="N", help="sandboxed evaluation workers (default: CPUs)"
     )
     parser.add_argument(
+        "--python",
+        type=Path,
+        metavar="PATH",
+        help="Python (3.10 or later) that evaluates templates inside the sandbox "
+        "(default: the one running apkfarm)",
+    )
+    parser.add_argument(
         "--cache-dir",
         type=Path,
         metavar="DIR",
@@ -59,9 +67,9 @@ def load(args: argparse.Namespace) -> Any:
         load_tree,
     )
 
-    settings = EvaluatorSettings(timeout=args.timeout)
+    settings = EvaluatorSettings(timeout=args.timeout, python=args.python)
     if args.jobs:
-        settings = EvaluatorSettings(timeout=args.timeout, jobs=args.jobs)
+        settings = dataclasses.replace(settings, jobs=args.jobs)
     policy = LoadPolicy(
         categories=tuple(args.category) if args.category else DEFAULT_CATEGORIES,
         allow_restricted=args.allow_restricted,

@@ -3,7 +3,8 @@
 Nothing else of the host is bound. For the Python interpreter that is its
 installation prefix (``sys.base_prefix``: the binary, the stdlib, libpython)
 and the directories of the shared libraries the dynamic loader resolves for
-it (found with ``ldd`` once per process). Host top-level symlinks such as
+it (found with ``ldd`` once per process). Any host interpreter of Python
+3.10 or later can run the template worker; the farm's default is its own. Host top-level symlinks such as
 ``/lib -> usr/lib`` on merged-/usr systems are recreated so that the loader
 path written into binaries (``/lib64/ld-linux-x86-64.so.2``) resolves.
 """
@@ -11,6 +12,7 @@ path written into binaries (``/lib64/ld-linux-x86-64.so.2``) resolves.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import subprocess
 import sys
@@ -103,21 +105,57 @@ def _covered(path: Path, binds: Iterable[Bind]) -> bool:
     return any(path == b.source or path.is_relative_to(b.source) for b in binds)
 
 
+_PATHS_PROBE = (
+    "import json, os, sys, sysconfig; "
+    "print(json.dumps([os.path.realpath(sys.executable), sys.version_info[:2], "
+    "sysconfig.get_path('stdlib'), sysconfig.get_path('platstdlib')]))"
+)
+
+MINIMUM_PYTHON = (3, 10)
+
+
+def _interpreter_paths(executable: Path | None) -> tuple[Path, tuple[int, int], list[Path]]:
+    """The real interpreter binary, its version, and its standard library directories."""
+    if executable is None:
+        # The base interpreter, asked directly: from inside a virtualenv,
+        # sysconfig would answer with the virtualenv's paths.
+        executable = Path(getattr(sys, "_base_executable", None) or sys.executable)
+    try:
+        done = subprocess.run(
+            [str(executable), "-I", "-S", "-c", _PATHS_PROBE],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+            env={"PATH": "/usr/bin:/bin", "LC_ALL": "C"},
+        )
+        real_text, version, stdlib, platstdlib = json.loads(done.stdout)
+    except (OSError, ValueError, subprocess.SubprocessError) as error:
+        raise SandboxError(f"{executable} is not a usable Python interpreter: {error}") from error
+    return Path(real_text), (int(version[0]), int(version[1])), [Path(stdlib), Path(platstdlib)]
+
+
 @functools.cache
-def python_runtime() -> PythonRuntime:
-    """The base interpreter of this process (never a virtualenv's) and its binds.
+def python_runtime(executable: Path | None = None) -> PythonRuntime:
+    """An interpreter to run inside a sandbox (default: this process's base one) and its binds.
 
     Worker scripts run with ``-I -S``, so nothing from a virtualenv or
-    ``site-packages`` is needed, only the base installation.
+    ``site-packages`` is needed: the binary, its standard library (which
+    holds ``lib-dynload``) and its shared libraries.
     """
-    base_executable = getattr(sys, "_base_executable", None) or sys.executable
-    executable = Path(os.path.realpath(base_executable))
-    prefix = Path(os.path.realpath(sys.base_prefix))
-    if not executable.is_file():
-        raise SandboxError(f"cannot find the Python interpreter (looked at {base_executable})")
-    binds: list[Bind] = [Bind(prefix)]
-    if not _covered(executable, binds):
-        binds.append(Bind(executable))
-    library_dirs, links = library_binds((executable,))
+    real, version, stdlib = _interpreter_paths(executable)
+    if not real.is_file():
+        raise SandboxError(f"cannot find the Python interpreter (looked at {real})")
+    if version < MINIMUM_PYTHON:
+        wanted = ".".join(map(str, MINIMUM_PYTHON))
+        raise SandboxError(
+            f"{real} is Python {version[0]}.{version[1]}; {wanted} or later is needed"
+        )
+    binds: list[Bind] = [Bind(real)]
+    for directory in stdlib:
+        real_directory = Path(os.path.realpath(directory))
+        if not _covered(real_directory, binds):
+            binds.append(Bind(real_directory))
+    library_dirs, links = library_binds((real,))
     binds += [b for b in library_dirs if not _covered(b.source, binds)]
-    return PythonRuntime(executable=executable, binds=tuple(binds), symlinks=links)
+    return PythonRuntime(executable=real, binds=tuple(binds), symlinks=links)

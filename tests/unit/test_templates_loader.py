@@ -286,3 +286,15 @@ def test_custom_targets_hooks_and_subpackage_variants(tmp_path: Path) -> None:
     assert dinit.depends == ("bad=1.0-r0", "dinit-chimera")
     assert dinit.install_if == ("bad=1.0-r0", "dinit-chimera")
     assert dinit.fields["subdesc"] == "service files"
+
+
+def test_another_host_python_evaluates_the_same(native: LoadResult) -> None:
+    other = Path("/usr/bin/python3")
+    if not other.is_file() or other.resolve() == Path(SETTINGS.python or "/").resolve():
+        pytest.skip("no second Python interpreter on this host")
+    settings = EvaluatorSettings(jobs=2, timeout=20, python=other)
+    result = load_tree(PORTS, "x86_64", host_arch="x86_64", settings=settings)
+    assert result.errors == []
+    assert {n: t.to_json() for n, t in result.templates.items()} == {
+        n: t.to_json() for n, t in native.templates.items()
+    }
