@@ -130,3 +130,70 @@ def audit_key(seq: int) -> str:
 def tree_key(sha256: str) -> str:
     """``trees/<sha256>.tar``: a submitted ports-tree snapshot, content-addressed."""
     return validate_key(f"{TREES_PREFIX}{sha256_hex(sha256)}.tar")
+
+
+# --- keys within the repository store -----------------------------------------
+#
+# Services that publish or read the repository open it as its own store (the
+# bucket's ``repo/`` prefix in the farm, the output directory in the embedded
+# mode), so these keys have the shapes above without ``repo/``.
+
+REPOSITORY_STATE_DIR = ".apkfarm"
+REPOSITORY_STATE_NAME = "index.state"
+_REPOSITORY_GENERATION_KEY = re.compile(
+    rf"(?P<repo>.+)/{re.escape(GENERATIONS_DIR)}/(?P<n>[0-9]{{{GENERATION_DIGITS}}})/"
+    rf"{re.escape(INDEX_NAME)}"
+)
+_REPOSITORY_STATE_KEY = re.compile(
+    rf"(?P<category>.+)/(?P<arch>[^/]+)/{re.escape(REPOSITORY_STATE_DIR)}/"
+    rf"{re.escape(REPOSITORY_STATE_NAME)}"
+)
+
+
+def repository_dir(repo_category: str, repo_arch: str) -> str:
+    """``<category>/<arch>/``: one repository within the repository store."""
+    return f"{category(repo_category)}/{arch(repo_arch)}/"
+
+
+def repository_package_key(repo_category: str, repo_arch: str, file_name: str) -> str:
+    """``<category>/<arch>/<file>.apk`` in the repository store."""
+    return validate_key(repository_dir(repo_category, repo_arch) + apk_file(file_name))
+
+
+def repository_index_key(repo_category: str, repo_arch: str) -> str:
+    """``<category>/<arch>/APKINDEX.tar.gz`` in the repository store."""
+    return validate_key(repository_dir(repo_category, repo_arch) + INDEX_NAME)
+
+
+def repository_generations_prefix(repo_category: str, repo_arch: str) -> str:
+    return f"{repository_dir(repo_category, repo_arch)}{GENERATIONS_DIR}/"
+
+
+def repository_generation_key(repo_category: str, repo_arch: str, generation: int) -> str:
+    """``<category>/<arch>/.generations/<n>/APKINDEX.tar.gz`` in the repository store."""
+    number = _number(generation, "index generation", GENERATION_DIGITS)
+    prefix = repository_generations_prefix(repo_category, repo_arch)
+    return validate_key(f"{prefix}{number}/{INDEX_NAME}")
+
+
+def parse_repository_generation(key: str) -> int | None:
+    """The generation number of a repository-store generation key, or None for other keys."""
+    match = _REPOSITORY_GENERATION_KEY.fullmatch(key)
+    return int(match["n"]) if match else None
+
+
+def repository_state_key(repo_category: str, repo_arch: str) -> str:
+    """``<category>/<arch>/.apkfarm/index.state``: the indexer's record of one repository."""
+    directory = repository_dir(repo_category, repo_arch)
+    return validate_key(f"{directory}{REPOSITORY_STATE_DIR}/{REPOSITORY_STATE_NAME}")
+
+
+def parse_repository_state_key(key: str) -> tuple[str, str] | None:
+    """``(category, arch)`` of a repository state key, or None for any other (or invalid) key."""
+    match = _REPOSITORY_STATE_KEY.fullmatch(key)
+    if match is None:
+        return None
+    try:
+        return category(match["category"]), arch(match["arch"])
+    except InvalidBlobKey:
+        return None
