@@ -79,8 +79,28 @@ async def _scenario(certs: Path) -> dict[str, Any]:
             results[identity] = await _call(certs, files, server.port)
         results["no client certificate"] = await _call_without_client_cert(certs, server.port)
         results["plaintext"] = await _call(certs, None, server.port)
-        channel = open_channel(f"127.0.0.1:{server.port}", TlsFiles.in_directory(certs, "intruder"))
+        await server.set_serving(False)
+        results["liveness while not serving"] = await _liveness(server.health_port or 0)
+        # Dialled by IP, verified against the identity the certificate names.
+        channel = open_channel(
+            f"127.0.0.1:{server.port}",
+            TlsFiles.in_directory(certs, "intruder"),
+            server_identity="fetcher",
+        )
         await server.set_serving(True)
+        impostor = open_channel(
+            f"127.0.0.1:{server.port}",
+            TlsFiles.in_directory(certs, "scheduler"),
+            server_identity="signer",
+        )
+        try:
+            await fetcher_pb2_grpc.FetcherStub(impostor).Fetch(
+                fetcher_pb2.FetchRequest(), timeout=5
+            )
+            results["expecting signer, reached fetcher"] = grpc.StatusCode.OK
+        except grpc.aio.AioRpcError as error:
+            results["expecting signer, reached fetcher"] = error.code()
+        await impostor.close()
         health = await health_pb2_grpc.HealthStub(channel).Check(
             health_pb2.HealthCheckRequest(service="apkfarm.v1.Fetcher"), timeout=5
         )
@@ -92,10 +112,26 @@ async def _scenario(certs: Path) -> dict[str, Any]:
         )
         results["probe port health"] = probe.status
         results["probe port fetch"] = await _call(certs, None, server.health_port or 0)
+        results["liveness"] = (
+            await health_pb2_grpc.HealthStub(plain).Check(
+                health_pb2.HealthCheckRequest(service="liveness"), timeout=5
+            )
+        ).status
         await plain.close()
     finally:
         await server.stop(0)
     return results
+
+
+async def _liveness(port: int) -> int:
+    channel = open_channel(f"127.0.0.1:{port}", None)
+    try:
+        response = await health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service="liveness"), timeout=5
+        )
+    finally:
+        await channel.close()
+    return response.status
 
 
 async def _call_without_client_cert(certs: Path, port: int) -> grpc.StatusCode:
@@ -124,6 +160,11 @@ def test_allow_list_and_mutual_tls(certs: Path) -> None:
     # The plaintext probe port shares the status but serves nothing else.
     assert results["probe port health"] == health_pb2.HealthCheckResponse.SERVING
     assert results["probe port fetch"] == grpc.StatusCode.UNIMPLEMENTED
+    # A client that expects the signer refuses a server whose certificate names another service.
+    assert results["expecting signer, reached fetcher"] == grpc.StatusCode.UNAVAILABLE
+    # Liveness says only that the process answers, independent of readiness.
+    assert results["liveness"] == health_pb2.HealthCheckResponse.SERVING
+    assert results["liveness while not serving"] == health_pb2.HealthCheckResponse.SERVING
 
 
 def test_methods_without_a_rule_are_closed() -> None:

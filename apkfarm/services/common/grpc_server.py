@@ -22,6 +22,11 @@ from apkfarm.services.common.logs import get_logger
 
 log = get_logger(__name__)
 
+# A health service name that answers SERVING while the process runs at all:
+# liveness probes ask for it, so a broker outage makes a pod unready rather
+# than restarting it.
+LIVENESS_SERVICE = "liveness"
+
 # Big enough for a control member or an index content member, small enough
 # that a hostile client cannot make a service buffer gigabytes.
 DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
@@ -95,6 +100,7 @@ async def start_grpc_server(
         port = server.add_secure_port(listen, credentials)
     await server.start()
     running = RunningServer(server, port, health, tuple(service_names))
+    await health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
     if health_listen is not None:
         running.health_server = grpc.aio.server()
         health_pb2_grpc.add_HealthServicer_to_server(health, running.health_server)

@@ -72,13 +72,24 @@ def channel_credentials(files: TlsFiles) -> grpc.ChannelCredentials:
 
 
 def open_channel(
-    address: str, files: TlsFiles | None, *, max_message_bytes: int = 8 * 1024 * 1024
+    address: str,
+    files: TlsFiles | None,
+    *,
+    server_identity: str | None = None,
+    max_message_bytes: int = 8 * 1024 * 1024,
 ) -> grpc.aio.Channel:
-    """An aio channel to ``address``: mTLS with ``files``, plaintext when ``None``."""
-    options = [
+    """An aio channel to ``address``: mTLS with ``files``, plaintext when ``None``.
+
+    With ``server_identity`` the server's certificate must name that identity
+    whatever address was dialled — the scheduler reaches builders by pod IP,
+    which no certificate names.
+    """
+    options: list[tuple[str, str | int]] = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
     ]
+    if files is not None and server_identity is not None:
+        options.append(("grpc.ssl_target_name_override", server_identity))
     if files is None:
         return grpc.aio.insecure_channel(address, options=options)
     return grpc.aio.secure_channel(address, channel_credentials(files), options=options)
