@@ -494,7 +494,7 @@ class TemplateEvaluator:
         results: dict[str, dict[str, Any]],
     ) -> None:
         try:
-            data = os.read(worker.stdout, 1 << 20)
+            data = os.read(worker.stdout, 65536)  # a pipe holds 64 KiB; more only costs allocation
         except BlockingIOError:
             return
         except OSError:

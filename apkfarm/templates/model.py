@@ -39,7 +39,7 @@ class CustomTarget:
 
 def _strings(value: Any) -> tuple[str, ...]:
     if isinstance(value, list | tuple):
-        return tuple(str(v) for v in value)
+        return tuple(map(str, value))
     if isinstance(value, str):
         return (value,)
     return ()

@@ -136,6 +136,8 @@ def _dependency_problems(
     field: str, entries: Sequence[Any], *, build: bool, runtime: bool
 ) -> list[str]:
     problems: list[str] = []
+    if not entries:
+        return problems
     for entry in entries:
         if not isinstance(entry, str):
             problems.append(f"{field} contains a {type(entry).__name__}, not a string")
