@@ -67,7 +67,7 @@ def setup_logging(service: str, level: str = "info") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Libraries log connection chatter at INFO; keep the farm's own events readable.
-    for noisy in ("aio_pika", "aiormq", "urllib3"):
+    for noisy in ("aio_pika", "aiormq", "urllib3", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
