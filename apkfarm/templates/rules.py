@@ -55,6 +55,7 @@ FIELD_DEFAULTS: Mapping[str, Any] = {
 }
 _SUBPACKAGE_FIELDS = tuple(f for f in FIELDS if f.subpkg)
 _MANDATORY_FIELDS = tuple(f for f in FIELDS if f.mandatory)
+_ARCHS_TYPES = (list, tuple, type(None))
 
 
 @functools.lru_cache(maxsize=1 << 17)
@@ -282,7 +283,7 @@ def apply_rules(
     build_style = fields["build_style"]
     if build_style is not None and build_style not in BUILD_STYLES:
         errors.append(f"unknown build_style '{build_style}'")
-    if not isinstance(fields["archs"], list | tuple | type(None)) or (
+    if not isinstance(fields["archs"], _ARCHS_TYPES) or (
         fields["archs"] is not None and any(not isinstance(a, str) for a in fields["archs"])
     ):
         errors.append("archs must be a list of strings")
