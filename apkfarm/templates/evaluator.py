@@ -207,6 +207,7 @@ class TemplateEvaluator:
             json.dumps({"op": "init", "spec": worker_spec()}, separators=(",", ":")) + "\n"
         ).encode()
         self.started_workers = 0
+        self._retiring: list[tuple[_Worker, float]] = []
         self.stopped_cpu_seconds = 0.0  # CPU time of workers already stopped
         self._on_result: ResultHandler | None = None
         self._progress: Progress | None = None
@@ -259,42 +260,42 @@ class TemplateEvaluator:
         self._send(worker, self._init_line)
         return worker
 
-    def _stop(self, worker: _Worker, *, kill: bool) -> None:
-        if worker.closed:
-            return
+    def _detach(self, worker: _Worker) -> None:
         worker.closed = True
         for fd in (worker.stdout, worker.stderr, *([worker.stdin] if worker.writing else [])):
             with contextlib.suppress(KeyError, ValueError):
                 self._selector.unregister(fd)
-        if not kill and not worker.busy:
-            try:
-                os.set_blocking(worker.stdin, True)
-                os.write(worker.stdin, b'{"op":"exit"}\n')
-            except OSError:
-                kill = True
-        with contextlib.suppress(OSError):
-            assert worker.process.stdin is not None
-            worker.process.stdin.close()
-        if not kill:
-            try:
-                worker.process.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                kill = True  # a template left it unable to exit
-        if kill:
-            # Kill the sandbox's PID 1 first: that takes every process inside
-            # with it. Its PID is still bwrap's unreaped child, so it cannot
-            # have been reused.
-            pid = worker.sandbox_pid()
-            if pid is not None and worker.process.poll() is None:
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
-                # bwrap exits once PID 1 is gone, which is once every process
-                # inside is gone: then nothing of the sandbox is left.
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    worker.process.wait(timeout=5)
+
+    def _ask_to_exit(self, worker: _Worker) -> bool:
+        """Tell an idle worker to exit; False if it cannot even be told."""
+        try:
+            os.set_blocking(worker.stdin, True)
+            os.write(worker.stdin, b'{"op":"exit"}\n')
+        except OSError:
+            return False
+        finally:
             with contextlib.suppress(OSError):
-                worker.process.kill()
-            worker.process.wait()
+                assert worker.process.stdin is not None
+                worker.process.stdin.close()
+        return True
+
+    def _kill(self, worker: _Worker) -> None:
+        # Kill the sandbox's PID 1 first: that takes every process inside
+        # with it. Its PID is still bwrap's unreaped child, so it cannot
+        # have been reused.
+        pid = worker.sandbox_pid()
+        if pid is not None and worker.process.poll() is None:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+            # bwrap exits once PID 1 is gone, which is once every process
+            # inside is gone: then nothing of the sandbox is left.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                worker.process.wait(timeout=5)
+        with contextlib.suppress(OSError):
+            worker.process.kill()
+        worker.process.wait()
+
+    def _release(self, worker: _Worker) -> None:
         # What the worker said last on stderr explains its death.
         with contextlib.suppress(OSError):
             while data := os.read(worker.stderr, 65536):
@@ -302,22 +303,67 @@ class TemplateEvaluator:
                 del worker.stderr_tail[:-STDERR_TAIL]
         with contextlib.suppress(OSError):
             os.close(worker.info)
+        with contextlib.suppress(OSError):
+            assert worker.process.stdin is not None
+            worker.process.stdin.close()
         for stream in (worker.process.stdout, worker.process.stderr):
             if stream is not None:
                 with contextlib.suppress(OSError):
                     stream.close()
         self.stopped_cpu_seconds += worker.cpu_seconds
+
+    def _stop(self, worker: _Worker, *, kill: bool) -> None:
+        """Stop `worker` now: ask an idle one to exit, kill a busy or stuck one."""
+        if worker.closed:
+            return
+        self._detach(worker)
+        if not kill and not worker.busy and self._ask_to_exit(worker):
+            try:
+                worker.process.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                kill = True  # a template left it unable to exit
+        else:
+            kill = True
+        if kill:
+            self._kill(worker)
+        self._release(worker)
         self._workers.remove(worker)
+
+    def _retire(self, worker: _Worker) -> None:
+        """Ask an idle worker to exit and move on; ``_reap`` collects it later."""
+        self._detach(worker)
+        self._workers.remove(worker)
+        if not self._ask_to_exit(worker):
+            self._kill(worker)
+            self._release(worker)
+            return
+        self._retiring.append((worker, time.monotonic() + 2.0))
+
+    def _reap(self, *, wait: bool = False) -> None:
+        """Collect retired workers that have exited (all of them with `wait`)."""
+        for entry in list(self._retiring):
+            worker, deadline = entry
+            if worker.process.poll() is None:
+                if not wait and time.monotonic() < deadline:
+                    continue
+                try:
+                    worker.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    self._kill(worker)  # a template left it unable to exit
+            self._release(worker)
+            self._retiring.remove(entry)
 
     @property
     def cpu_seconds(self) -> float:
         """CPU time all workers of this evaluator have spent (as they report it)."""
-        return self.stopped_cpu_seconds + sum(w.cpu_seconds for w in self._workers)
+        live = [*self._workers, *(w for w, _ in self._retiring)]
+        return self.stopped_cpu_seconds + sum(w.cpu_seconds for w in live)
 
     def close(self) -> None:
         """Stop every worker."""
         for worker in list(self._workers):
             self._stop(worker, kill=worker.busy)
+        self._reap(wait=True)
         self._selector.close()
 
     def __enter__(self) -> TemplateEvaluator:
@@ -415,6 +461,8 @@ class TemplateEvaluator:
                     queued += 1
                     pulled += 1
                 self._pulled = pulled
+                if self._retiring:
+                    self._reap()
                 self._dispatch(queues, context_data)
                 active = [w for w in self._workers if w.busy]
                 if not active:
@@ -466,7 +514,7 @@ class TemplateEvaluator:
                         )
                         if spare is None:
                             break
-                        self._stop(spare, kill=False)
+                        self._retire(spare)
                     worker = self._start(category)
                 share = math.ceil(len(queue) / jobs)
                 size = max(1, min(self.settings.batch_size, share))
