@@ -28,7 +28,7 @@ from apkfarm.apk.signing import LocalKeySigner
 from apkfarm.blobs import BlobInfo, BlobStore, LocalBlobStore, PutResult, Readable, layout
 from apkfarm.bus import Bus
 from apkfarm.services.indexer.core import Indexer, IndexerSettings
-from apkfarm.services.signer.client import LocalSignerClient
+from apkfarm.services.signer.client import LocalSignerClient, SignerClient
 from apkfarm.v1 import bus_pb2, common_pb2
 
 
@@ -127,14 +127,16 @@ class IndexerFarm:
         other_dir.mkdir()
         self.other_key = generate_key_pair(other_dir, "intruder@example.org", now=0x3000)
 
-    def indexer(self, bus: Bus, **settings: object) -> Indexer:
+    def indexer(
+        self, bus: Bus, *, signer: SignerClient | None = None, **settings: object
+    ) -> Indexer:
         defaults: dict[str, object] = {"batch_seconds": 0.05, "retry_delay": 0.0}
         defaults.update(settings)
         return Indexer(
             bus=bus,
             artifacts=self.artifacts,
             repository=self.repository,
-            signer=self.signer,
+            signer=signer or self.signer,
             settings=IndexerSettings(**defaults),  # type: ignore[arg-type]
         )
 
