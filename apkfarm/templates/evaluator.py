@@ -66,6 +66,10 @@ MAX_LINE_BYTES = 16 * MIB
 STDERR_TAIL = 8192
 
 Progress = Callable[[int, int], None]
+
+# Worker uids are handed out across every evaluator of this process, starting
+# at a per-process offset, so that concurrent workers rarely share one.
+_UIDS = itertools.count(os.getpid() * 64)
 ResultHandler = Callable[[str, dict[str, Any]], None]
 
 
@@ -202,7 +206,6 @@ class TemplateEvaluator:
         self._workers: list[_Worker] = []
         self._selector = selectors.DefaultSelector()
         self._ids = itertools.count(1)
-        self._uids = itertools.count()
         self._init_line = (
             json.dumps({"op": "init", "spec": worker_spec()}, separators=(",", ":")) + "\n"
         ).encode()
@@ -247,7 +250,7 @@ class TemplateEvaluator:
         return spec, command
 
     def _start(self, category: str) -> _Worker:
-        uid = self.settings.uid_base + next(self._uids) % self.settings.uid_count
+        uid = self.settings.uid_base + next(_UIDS) % self.settings.uid_count
         spec = dataclasses.replace(self._spec, uid=uid, gid=uid)
         try:
             worker = _Worker(category, spec, self._command)
