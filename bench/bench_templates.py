@@ -11,7 +11,12 @@ symlinks, arch-conditional top-level code. Then measures
   evaluation cache, stat-based change detection).
 
 Goals on the 2-core build machine: cold < 1.5 s, re-plan < 100 ms.
-Run: .venv/bin/python bench/bench_templates.py [--templates N] [--keep DIR]
+Run: .venv/bin/python bench/bench_templates.py [--templates N] [--keep DIR] [--python PATH]
+
+Most of the cold time is the workers compiling templates; ``--python`` picks
+the interpreter they run (a PGO/LTO build compiles markedly faster). The CPU
+line separates this process's work from the workers', which matters on a
+shared machine where the wall-clock figure depends on the load.
 """
 
 from __future__ import annotations
