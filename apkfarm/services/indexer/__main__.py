@@ -1,0 +1,7 @@
+"""``python -m apkfarm.services.indexer``: the same as ``apkfarm-indexer``."""
+
+import sys
+
+from apkfarm.services.indexer.main import main
+
+sys.exit(main())
