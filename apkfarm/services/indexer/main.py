@@ -64,10 +64,12 @@ class IndexerConfig(CommonConfig, BusConfig, StoreConfig):
     )
 
     def __post_init__(self) -> None:
-        try:
-            self.settings()
-        except ValueError as error:
-            raise ConfigError(f"indexer settings: {error}") from None
+        if self.keep_generations < 1:
+            raise ConfigError("APKFARM_KEEP_GENERATIONS must be at least 1")
+        if self.batch_seconds < 0:
+            raise ConfigError("APKFARM_BATCH_SECONDS must not be negative")
+        if not 1 <= self.batch_max_events <= 1000:
+            raise ConfigError("APKFARM_BATCH_MAX_EVENTS must be between 1 and 1000")
         if "\n" in self.repo_description:
             raise ConfigError("APKFARM_REPO_DESCRIPTION must be one line")
 
