@@ -5,7 +5,9 @@ Each worker is ``python -I -S worker.py`` inside a bwrap sandbox (see
 and the ports tree, read-only, as its own unprivileged uid. A worker
 evaluates many templates, one batch at a time, for one category only: a
 template can disturb the templates evaluated after it in the same process,
-so ``user`` templates never share a process with ``main`` ones.
+so ``user`` templates never share a process with ``main`` ones. A worker
+holds up to two batches, so that it never waits for this process between
+them.
 
 The parent enforces a per-template wall-clock timeout: a template that does
 not answer in time is reported ("evaluation timed out after 30s"), its
@@ -446,8 +448,9 @@ class TemplateEvaluator:
         source = iter(requests)
         exhausted = False
         pulled = 0
-        # How far ahead of the workers requests are read.
-        ahead = self.settings.jobs * self.settings.batch_size * 2
+        # How far ahead of the workers requests are read: each may hold two
+        # batches, and one more waits for it.
+        ahead = self.settings.jobs * self.settings.batch_size * 3
         self._on_result = on_result
         self._progress = progress
         try:
@@ -505,9 +508,15 @@ class TemplateEvaluator:
         jobs = self.settings.jobs
         for category, queue in queues.items():
             while queue:
-                worker = next(
-                    (w for w in self._workers if w.category == category and not w.busy), None
-                )
+                # A ready worker may hold a second batch, so that it never waits
+                # for this process between batches; a starting one gets one.
+                takers = [
+                    w
+                    for w in self._workers
+                    if w.category == category
+                    and (not w.batch or (w.ready and len(w.batch) <= self.settings.batch_size))
+                ]
+                worker = min(takers, key=lambda w: len(w.batch), default=None)
                 if worker is None:
                     if len(self._workers) >= jobs:
                         # Make room: an idle worker whose category has nothing left.
