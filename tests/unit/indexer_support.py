@@ -113,7 +113,7 @@ class IndexerFarm:
 
     tmp_path: Path
     farm: Farm = field(init=False)
-    artifacts: LocalBlobStore = field(init=False)
+    artifacts: BlobStore = field(init=False)
     repository: RecordingStore = field(init=False)
     signer: LocalSignerClient = field(init=False)
     _jobs: Iterator[int] = field(default_factory=lambda: itertools.count(1))
