@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from apkfarm.templates.evaluator import (
 )
 from apkfarm.templates.model import Template, TemplateIssue
 from apkfarm.templates.rules import LoadPolicy, RuleOutcome, apply_rules
-from apkfarm.templates.tree import CategoryListing, TemplateFile, TreeScanner, TreeSnapshot
+from apkfarm.templates.tree import TemplateFile, TreeScanner, TreeSnapshot
 
 __all__ = ["LoadResult", "LoadStats", "TreeLoader", "load_tree"]
 
@@ -130,11 +130,14 @@ class TreeLoader:
         started = time.perf_counter()
         policy = policy or LoadPolicy()
         known_outcomes = self._rules.setdefault(policy, {})
-        categories = self.scanner.categories()
         cold = self._evaluator is None and not known_outcomes and len(self.cache) == 0
-        if cold and self.cache.directory is None:
-            # Nothing can be cached yet: start the workers while files are read.
-            self.evaluator.prestart(_worker_shares(categories, policy, self.evaluator))
+        if cold and self.cache.directory is None and policy.categories:
+            # Nothing can be cached yet: start the workers first, so that their
+            # start-up overlaps with listing and reading the tree. The first
+            # category is read first; the others get workers as they come.
+            leading = policy.categories[0]
+            self.evaluator.prestart([leading] * self.evaluator.settings.jobs)
+        categories = self.scanner.categories()
         context = resolve_context(arch, host=host_arch, tree=self.root, stage=stage)
         shared = context_digest(worker_version(), context.to_json())
         chains = TreeSnapshot(self.root, categories, {}).chains
@@ -270,25 +273,6 @@ class TreeLoader:
             if len(outcomes) > 4 * max(len(keys), 1000):
                 live = set(keys.values())
                 self._rules[policy] = {k: v for k, v in outcomes.items() if k in live}
-
-
-def _worker_shares(
-    categories: Mapping[str, CategoryListing], policy: LoadPolicy, evaluator: TemplateEvaluator
-) -> list[str]:
-    """Which category each of the evaluator's job slots should start with.
-
-    Slots go to categories by their number of templates (largest first), so
-    the first workers started are the ones the scan will feed first.
-    """
-    sizes = {c: len(categories[c].templates) for c in policy.categories if c in categories}
-    total = sum(sizes.values())
-    jobs = evaluator.settings.jobs
-    if not total:
-        return []
-    shares: list[str] = []
-    for category, size in sorted(sizes.items(), key=lambda item: -item[1]):
-        shares += [category] * max(1 if not shares else 0, round(jobs * size / total))
-    return shares[:jobs]
 
 
 def _check_symlinks(
