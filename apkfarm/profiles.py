@@ -41,6 +41,7 @@ __all__ = [
     "host_arch",
     "load_profiles",
     "resolve_context",
+    "with_toolchain",
 ]
 
 # The tool flags cbuild's profiles carry; issue 4's builder adds its own defaults.
