@@ -10,16 +10,19 @@ import asyncio
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from indexer_support import IndexerFarm, Staging
 
-from apkfarm.apk.keys import generate_key_pair
+from apkfarm.apk.keys import Keyring, generate_key_pair
+from apkfarm.apk.signing import LocalKeySigner, SignatureFile
 from apkfarm.audit import AuditLog
 from apkfarm.blobs import layout
 from apkfarm.bus import MemoryBus
 from apkfarm.services.indexer import metrics
 from apkfarm.services.indexer.core import Indexer, JobOutcome
+from apkfarm.services.signer.client import LocalSignerClient
 from apkfarm.services.signer.core import SignerCore
 from apkfarm.services.signer.keys import SigningKeys
 from apkfarm.services.signer.ledger import TokenLedger
@@ -27,7 +30,7 @@ from apkfarm.v1 import bus_pb2
 
 
 def index(
-    farm: IndexerFarm, events: Sequence[bus_pb2.PackageStaged], **settings: object
+    farm: IndexerFarm, events: Sequence[bus_pb2.PackageStaged], **settings: Any
 ) -> list[JobOutcome]:
     async def go() -> list[JobOutcome]:
         return await farm.indexer(MemoryBus(), **settings).index_events(events)
@@ -328,3 +331,41 @@ def test_list_of_repositories_after_a_restart(tmp_path: Path) -> None:
         ("user", "aarch64", 1, 1, "user/aarch64/APKINDEX.tar.gz"),
     ]
     assert metrics.INDEX_PACKAGES.labels(category="user", arch="aarch64")._value.get() == 1
+
+
+class LyingSigner:
+    """Answers index signature requests with another key's signature, named ``key_name``."""
+
+    def __init__(self, inner: LocalSignerClient, other_key: Path, *, key_name: str) -> None:
+        self.inner = inner
+        self.other = LocalKeySigner(other_key)
+        self.key_name = key_name
+
+    async def sign_index(self, content: bytes, category: str, arch: str) -> list[SignatureFile]:
+        signature = self.other.sign(content).signature
+        return [SignatureFile(f".SIGN.RSA256.{self.key_name}", signature)]
+
+    async def public_keys(self) -> Keyring:
+        return await self.inner.public_keys()
+
+
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [("farm", "does not match the index"), ("unknown.rsa.pub", "no signature by a key")],
+)
+def test_an_index_whose_signatures_do_not_verify_is_not_published(
+    tmp_path: Path, key: str, problem: str
+) -> None:
+    farm = IndexerFarm(tmp_path)
+    key_name = farm.farm.new_key.key_name if key == "farm" else key
+    liar = LyingSigner(farm.signer, farm.other_key.private_path, key_name=key_name)
+
+    async def go() -> JobOutcome:
+        indexer = farm.indexer(MemoryBus(), signer=liar)  # type: ignore[arg-type]
+        [outcome] = await indexer.index_events([farm.stage(["greet"])])
+        return outcome
+
+    outcome = asyncio.run(go())
+    assert outcome.retry is not None and problem in outcome.retry, outcome
+    assert not farm.has(layout.repository_index_key("main", "x86_64"))
+    assert not farm.has(layout.repository_generation_key("main", "x86_64", 1))

@@ -196,10 +196,9 @@ class Indexer:
         with tempfile.TemporaryDirectory(
             prefix="apkfarm-indexer-", dir=self.settings.work_dir
         ) as work:
-            published = publisher.published_files()
             results = await asyncio.gather(
                 *(
-                    self.verifier.verify_job(job, Path(work), published=published)
+                    self.verifier.verify_job(job, Path(work), published=publisher.holds)
                     for _, job in members
                 ),
                 return_exceptions=True,

@@ -44,6 +44,7 @@ from apkfarm.apk.index_state import (
 from apkfarm.apk.keys import Keyring
 from apkfarm.apk.reader import verify_raw_index
 from apkfarm.apk.segmented_gzip import SegmentCache
+from apkfarm.apk.signing import SignatureFile, parse_signature_name, verify_digest
 from apkfarm.blobs import BlobNotFound, BlobStore, layout
 from apkfarm.errors import ApkfarmError
 from apkfarm.services.common.logs import get_logger
@@ -150,9 +151,10 @@ class RepositoryPublisher:
     def index_key(self) -> str:
         return layout.repository_index_key(self.category, self.arch)
 
-    def published_files(self) -> set[tuple[str, str]]:
-        """(file name, SHA-256) of every indexed package whose digest is known."""
-        return {(e.file_name, e.stamp) for e in self.state.index.entries.values() if e.stamp}
+    def holds(self, file_name: str, sha256: str) -> bool:
+        """True when the current index names ``file_name`` with exactly these bytes."""
+        entry = self.state.index.entries.get(file_name)
+        return entry is not None and entry.stamp == sha256
 
     def select(self, jobs: Sequence[StagedJob]) -> dict[int, Rejected]:
         """The jobs (by position) that must not be published: a newer version is indexed or
@@ -269,31 +271,25 @@ class RepositoryPublisher:
         )
 
     async def _signed_index(self, index: IndexState) -> bytes:
-        """The signer signs the content member; the result must verify with the farm's keys."""
+        """The signer signs the content member; its signatures must verify with the farm's
+        keys (the index is not published otherwise)."""
         content = index_content_member(
             self.description, index.apkindex(), mtime=index.newest_build_time(), cache=self.segments
         )
         signatures = await self.signer.sign_index(content, self.category, self.arch)
-        try:
-            index_bytes = signature_member(signatures) + content
-        except ApkError as error:
-            raise PublishError(
-                f"{self.category}/{self.arch}: the signer's answer: {error}"
-            ) from None
         where = f"new index of {self.category}/{self.arch}"
-        keyring = await self.keyring.get()
         try:
-            await asyncio.to_thread(_check_index, index_bytes, keyring, where)
-        except ApkSignatureError:
-            # A key rotation the cached keyring has not seen yet?
-            keyring = await self.keyring.refresh()
+            head = signature_member(signatures)
+            keyring = await self.keyring.get()
             try:
-                await asyncio.to_thread(_check_index, index_bytes, keyring, where)
-            except ApkError as error:
-                raise PublishError(f"{where} does not verify, not published: {error}") from None
+                await asyncio.to_thread(check_signatures, signatures, content, keyring, where)
+            except ApkSignatureError:
+                # A key rotation the cached keyring has not seen yet?
+                keyring = await self.keyring.refresh()
+                await asyncio.to_thread(check_signatures, signatures, content, keyring, where)
         except ApkError as error:
-            raise PublishError(f"{where} does not verify, not published: {error}") from None
-        return index_bytes
+            raise PublishError(f"{where} not published: the signer's answer: {error}") from None
+        return head + content
 
     async def _prune(self) -> None:
         """Delete generations beyond the kept ones and files only they named (best effort:
@@ -344,8 +340,27 @@ def _labels(entries: Mapping[str, StateEntry], file_names: Iterable[str]) -> tup
     return tuple(sorted(f"{entries[f].name}-{entries[f].version}" for f in file_names))
 
 
-def _check_index(index_bytes: bytes, keyring: Keyring, where: str) -> None:
-    verify_raw_index(io.BytesIO(index_bytes), keyring, source=where)
+def check_signatures(
+    signatures: Sequence[SignatureFile], member: bytes, keyring: Keyring, where: str
+) -> None:
+    """Each signature by a key in ``keyring`` verifies over ``member``, and there is one.
+
+    (What a client checks of the index, without inflating the member we just built.)
+    """
+    trusted = 0
+    for signature in signatures:
+        algorithm, key_name = parse_signature_name(signature.name)
+        key = keyring.get(key_name)
+        if key is None:
+            continue
+        digest = algorithm.new_hash()
+        digest.update(member)
+        if not verify_digest(key, algorithm, signature.signature, digest.digest()):
+            raise ApkSignatureError(f"{where}: {signature.name} does not match the index")
+        trusted += 1
+    if not trusted:
+        names = ", ".join(s.name for s in signatures)
+        raise ApkSignatureError(f"{where}: no signature by a key of the farm ({names})")
 
 
 def _read_state_and_generations(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,9 +136,10 @@ class PackageVerifier:
         self._serial = itertools.count(1)
 
     async def verify_job(
-        self, job: StagedJob, work_dir: Path, *, published: set[tuple[str, str]]
+        self, job: StagedJob, work_dir: Path, *, published: Callable[[str, str], bool]
     ) -> VerifiedJob:
-        """Every package of ``job``, checked; ``published`` holds (file, sha256) already indexed.
+        """Every package of ``job``, checked; ``published(file, sha256)`` tells the files the
+        repository already holds with those bytes (they are neither read nor copied).
 
         Raises ``Rejected`` for the first package that fails a check; anything
         else (store or signer trouble) is worth retrying.
@@ -152,9 +154,9 @@ class PackageVerifier:
         job: StagedJob,
         staged: StagedFile,
         work_dir: Path,
-        published: set[tuple[str, str]],
+        published: Callable[[str, str], bool],
     ) -> VerifiedFile:
-        if (staged.file_name, staged.sha256) in published:
+        if published(staged.file_name, staged.sha256):
             # The same bytes are already in the repository: nothing to read or copy.
             return VerifiedFile(staged, None, None)
         where = f"{job.label}: {staged.file_name}"
