@@ -115,12 +115,14 @@ def test_settings_come_from_the_environment() -> None:
             "APKFARM_KEEP_GENERATIONS": "3",
             "APKFARM_BATCH_SECONDS": "0.25",
             "APKFARM_REPO_DESCRIPTION": "example distro main",
+            "APKFARM_INDEX_RETRY_DELAY": "2.5",
         },
     )
     settings = config.settings()
     assert config.signer_address == "127.0.0.1:6000"
     assert (settings.keep_generations, settings.batch_seconds) == (3, 0.25)
     assert settings.description == "example distro main"
+    assert settings.retry_delay == 2.5
     assert load_config(IndexerConfig, {}).settings().keep_generations == 5
 
 
@@ -131,6 +133,7 @@ def test_settings_come_from_the_environment() -> None:
         ({"APKFARM_BATCH_SECONDS": "-1"}, "APKFARM_BATCH_SECONDS"),
         ({"APKFARM_BATCH_MAX_EVENTS": "5000"}, "APKFARM_BATCH_MAX_EVENTS"),
         ({"APKFARM_KEEP_GENERATIONS": "many"}, "APKFARM_KEEP_GENERATIONS"),
+        ({"APKFARM_INDEX_RETRY_DELAY": "-1"}, "APKFARM_INDEX_RETRY_DELAY"),
     ],
 )
 def test_bad_settings_are_refused_naming_them(env: dict[str, str], problem: str) -> None:

@@ -56,6 +56,12 @@ class IndexerConfig(CommonConfig, BusConfig, StoreConfig):
     repo_description: str = setting(
         "APKFARM_REPO_DESCRIPTION", "", "the DESCRIPTION written into every APKINDEX"
     )
+    index_retry_delay: float = setting(
+        "APKFARM_INDEX_RETRY_DELAY",
+        15.0,
+        "seconds before a job that failed for a transient reason (signer or S3 unreachable) "
+        "is tried again, doubling per delivery up to 300",
+    )
     index_work_dir: Path | None = setting(
         "APKFARM_INDEX_WORK_DIR",
         None,
@@ -70,6 +76,8 @@ class IndexerConfig(CommonConfig, BusConfig, StoreConfig):
             raise ConfigError("APKFARM_BATCH_SECONDS must not be negative")
         if not 1 <= self.batch_max_events <= 1000:
             raise ConfigError("APKFARM_BATCH_MAX_EVENTS must be between 1 and 1000")
+        if self.index_retry_delay < 0:
+            raise ConfigError("APKFARM_INDEX_RETRY_DELAY must not be negative")
         if "\n" in self.repo_description:
             raise ConfigError("APKFARM_REPO_DESCRIPTION must be one line")
 
@@ -80,6 +88,7 @@ class IndexerConfig(CommonConfig, BusConfig, StoreConfig):
             batch_max_events=self.batch_max_events,
             description=self.repo_description,
             work_dir=self.index_work_dir,
+            retry_delay=self.index_retry_delay,
         )
 
 
