@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-import uuid
-
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from apkfarm.bus import Bus, names
+from apkfarm.services.common.events import bounded, new_event
 from apkfarm.services.fetcher.core import FetchResult
 from apkfarm.services.fetcher.source import SourceSpec
 from apkfarm.v1 import bus_pb2, common_pb2
 
-# Error texts travel in events and logs: long enough to explain, bounded for hostile input.
-MAX_ERROR_LENGTH = 4000
-
 
 def spec_from_proto(source: common_pb2.Source) -> SourceSpec:
     return SourceSpec(url=source.url, sha256=source.sha256, filename=source.filename)
-
-
-def new_event(emitter: str) -> bus_pb2.Event:
-    """An event with a fresh id, the current time and the emitting identity."""
-    now = Timestamp()
-    now.GetCurrentTime()
-    return bus_pb2.Event(event_id=uuid.uuid4().hex, time=now, emitter=emitter)
 
 
 class EventPublisher:
@@ -53,8 +40,7 @@ class EventPublisher:
         template: common_pb2.TemplateRef | None = None,
     ) -> bus_pb2.Event:
         event = new_event(self.identity)
-        if len(error) > MAX_ERROR_LENGTH:
-            error = error[: MAX_ERROR_LENGTH - 3] + "..."
+        error = bounded(error)
         event.fetch_failed.CopyFrom(
             bus_pb2.FetchFailed(source=source, error=error, template=template)
         )
