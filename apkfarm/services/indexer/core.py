@@ -195,31 +195,10 @@ class Indexer:
             log.exception("cannot open repository", repository=f"{category}/{arch}")
             return {pos: self._retry(job, f"{category}/{arch}: {error}") for pos, job in members}
         outcomes: dict[int, JobOutcome] = {}
-        accepted: list[tuple[int, VerifiedJob]] = []
         with tempfile.TemporaryDirectory(
             prefix="apkfarm-indexer-", dir=self.settings.work_dir
         ) as work:
-            results = await asyncio.gather(
-                *(
-                    self.verifier.verify_job(job, Path(work), published=publisher.holds)
-                    for _, job in members
-                ),
-                return_exceptions=True,
-            )
-            for (position, job), result in zip(members, results, strict=True):
-                if isinstance(result, Rejected):
-                    outcomes[position] = self._rejected(job.job_id, result)
-                elif isinstance(result, Exception):
-                    outcomes[position] = self._retry(job, f"{job.label}: {result}")
-                elif isinstance(result, BaseException):
-                    raise result
-                else:
-                    accepted.append((position, result))
-            superseded = publisher.select([verified.job for _, verified in accepted])
-            for index, rejection in superseded.items():
-                position, verified = accepted[index]
-                outcomes[position] = self._rejected(verified.job.job_id, rejection)
-            accepted = [item for index, item in enumerate(accepted) if index not in superseded]
+            accepted = await self._checked(publisher, members, Path(work), outcomes)
             if not accepted:
                 return outcomes
             try:
@@ -230,9 +209,10 @@ class Indexer:
                 for position, verified in accepted:
                     outcomes[position] = self._retry(verified.job, f"publishing failed: {error}")
                 return outcomes
+            finally:
+                self._export(publisher)
         for position, verified in accepted:
             outcomes[position] = JobOutcome(verified.job.job_id, published=publication)
-        self._export(publisher)
         if publication.new_generation:
             metrics.PUBLISH_DURATION.observe(time.monotonic() - started)
         log.info(
@@ -246,6 +226,35 @@ class Indexer:
             seconds=round(time.monotonic() - started, 3),
         )
         return outcomes
+
+    async def _checked(
+        self,
+        publisher: RepositoryPublisher,
+        members: list[tuple[int, StagedJob]],
+        work: Path,
+        outcomes: dict[int, JobOutcome],
+    ) -> list[tuple[int, VerifiedJob]]:
+        """The jobs whose packages all passed every check and that no newer version
+        supersedes; the others get their outcome in ``outcomes``."""
+        results = await asyncio.gather(
+            *(self.verifier.verify_job(job, work, published=publisher.holds) for _, job in members),
+            return_exceptions=True,
+        )
+        accepted: list[tuple[int, VerifiedJob]] = []
+        for (position, job), result in zip(members, results, strict=True):
+            if isinstance(result, Rejected):
+                outcomes[position] = self._rejected(job.job_id, result)
+            elif isinstance(result, Exception):
+                outcomes[position] = self._retry(job, f"{job.label}: {result}")
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                accepted.append((position, result))
+        superseded = publisher.select([verified.job for _, verified in accepted])
+        for index, rejection in superseded.items():
+            position, verified = accepted[index]
+            outcomes[position] = self._rejected(verified.job.job_id, rejection)
+        return [item for index, item in enumerate(accepted) if index not in superseded]
 
     async def _announce(self, publication: Publication, job_ids: Sequence[str]) -> None:
         """``index.published``: sent only once the index is uploaded (and again, unchanged,
@@ -310,10 +319,15 @@ class Indexer:
                     if (repo := layout.parse_repository_state_key(info.key)) is not None
                 ]
             )
-            for category, arch in found:
-                await self.publisher(category, arch)
         except Exception:
-            log.exception("discovering the published repositories failed")
+            log.exception("listing the published repositories failed")
+            return
+        for category, arch in found:
+            try:
+                await self.publisher(category, arch)
+            except Exception:
+                # Tried again when an event for it comes; until then it is not listed.
+                log.exception("loading a repository failed", repository=f"{category}/{arch}")
 
     async def repositories(self) -> list[RepositoryInfo]:
         if self._discovery is not None:
