@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import importlib
 import io
 import logging
 import statistics
@@ -259,6 +260,7 @@ async def measure(farm: Farm, rounds: int, packages: int) -> None:
         cpu_timings.append(time.process_time() - cpu)
         signer_timings.append(farm.signer.seconds)
         assert outcome.published is not None and outcome.published.new_generation
+    assert outcome.published is not None
     median = statistics.median(timings)
     own = statistics.median(t - s for t, s in zip(timings, signer_timings, strict=True))
     print(
@@ -291,7 +293,8 @@ def stores(kind: str, root: Path) -> Iterator[tuple[BlobStore, BlobStore]]:
     if kind == "local":
         yield LocalBlobStore(root / "artifacts"), LocalBlobStore(root / "out")
         return
-    from fixtures.servers import s3_server_running  # noqa: PLC0415 - only for the S3 run
+    # The test suite's server helpers (tests/ is on sys.path, not on mypy's path).
+    s3_server_running = importlib.import_module("fixtures.servers").s3_server_running
 
     from apkfarm.blobs.s3 import S3BlobStore  # noqa: PLC0415
 
