@@ -23,8 +23,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from apkfarm.errors import ApkfarmError
+from apkfarm.services.common.jobtokens import generate_token_key
 
 SERVICE_IDENTITIES = ("scheduler", "fetcher", "signer", "indexer", "operator")
+JOB_TOKEN_KEY = "scheduler-jobtoken.key"  # noqa: S105 - a file name
+JOB_TOKEN_PUBLIC_KEY = "scheduler-jobtoken.pub"  # noqa: S105 - a file name
 DEFAULT_BUILDER_ARCHS = ("x86_64", "aarch64")
 _IDENTITY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 CA_NAME = "apkfarm farm CA"
@@ -174,10 +177,16 @@ def init_certs(
         *extra_identities,
     ]
     extra = list(extra_dns)
-    return [
+    issued = [
         issue_identity(directory, identity, ca_cert, ca_key, days=days, extra_dns=extra)
         for identity in dict.fromkeys(identities)
     ]
+    # The scheduler's job-token key pair (Ed25519, not a TLS or apk key) belongs to
+    # the same bootstrap: the scheduler gets the private half, the signer the public.
+    token_key = directory / JOB_TOKEN_KEY
+    if not token_key.exists():
+        generate_token_key(token_key)
+    return issued
 
 
 def certificate_identity(pem: bytes) -> str:

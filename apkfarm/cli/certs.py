@@ -19,7 +19,8 @@ def register(subparsers: Any) -> None:
         help="create ca.crt and <identity>.crt/.key for every service",
         description=(
             "Create (or reuse) the farm CA in DIR and issue a certificate and key for the "
-            "scheduler, fetcher, signer, indexer, operator and one builder per arch. "
+            "scheduler, fetcher, signer, indexer, operator and one builder per arch, plus "
+            "the scheduler's Ed25519 job-token key pair (scheduler-jobtoken.key/.pub). "
             "Keys are written mode 0600; keep ca.key offline in production."
         ),
     )
@@ -46,7 +47,7 @@ def register(subparsers: Any) -> None:
 
 
 def run_init(args: argparse.Namespace) -> int:
-    from apkfarm.certs import init_certs  # noqa: PLC0415
+    from apkfarm.certs import JOB_TOKEN_KEY, JOB_TOKEN_PUBLIC_KEY, init_certs  # noqa: PLC0415
 
     archs = [arch.strip() for arch in args.builder_archs.split(",") if arch.strip()]
     files = init_certs(
@@ -59,4 +60,8 @@ def run_init(args: argparse.Namespace) -> int:
     print(f"CA: {args.directory / 'ca.crt'}")
     for item in files:
         print(f"{item.identity}: {item.certificate} {item.key}")
+    print(
+        f"job tokens: {args.directory / JOB_TOKEN_KEY} (scheduler), "
+        f"{args.directory / JOB_TOKEN_PUBLIC_KEY} (signer)"
+    )
     return 0
