@@ -20,15 +20,13 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from apkfarm.blobs import BlobStore, layout
 from apkfarm.bus import Bus, Delivery, RejectMessage, RetryLater, Subscription, names
+from apkfarm.services.common.events import new_event
 from apkfarm.services.common.logs import get_logger
 from apkfarm.services.indexer import metrics
 from apkfarm.services.indexer.batching import Batcher
@@ -89,12 +87,6 @@ class RepositoryInfo:
     package_count: int
     index_key: str
     published_at: float
-
-
-def new_event(emitter: str) -> bus_pb2.Event:
-    now = Timestamp()
-    now.GetCurrentTime()
-    return bus_pb2.Event(event_id=uuid.uuid4().hex, time=now, emitter=emitter)
 
 
 class Indexer:
