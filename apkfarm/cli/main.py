@@ -23,6 +23,15 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "keygen",
     "verify",
     "index",
+    "certs",
+    "submit",
+    "status",
+    "explain",
+    "logs",
+    "cancel",
+    "retry",
+    "keys",
+    "audit",
 )
 
 
