@@ -108,6 +108,7 @@ BUILD_PHASE = "build.phase"
 BUILD_SUCCEEDED = "build.succeeded"
 BUILD_FAILED = "build.failed"
 PACKAGE_STAGED = "package.staged"
+PACKAGE_REJECTED = "package.rejected"
 INDEX_PUBLISHED = "index.published"
 SCHEDULER_BUILD = "scheduler.build"
 

@@ -314,6 +314,35 @@ class PackageStaged(_message.Message):
 Global___PackageStaged: _TypeAlias = PackageStaged  # noqa: Y015
 
 @_typing.final
+class PackageRejected(_message.Message):
+    """package.rejected"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    TEMPLATE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    reason: _builtins.str
+    """Why the indexer will not publish the job's packages (a failed check, or giving up)."""
+    @_builtins.property
+    def template(self) -> _common_pb2.TemplateRef: ...
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        template: _common_pb2.TemplateRef | None = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["template", b"template"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "reason", b"reason", "template", b"template"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PackageRejected: _TypeAlias = PackageRejected  # noqa: Y015
+
+@_typing.final
 class IndexPublished(_message.Message):
     """index.published"""
 
@@ -399,6 +428,7 @@ class Event(_message.Message):
     PACKAGE_STAGED_FIELD_NUMBER: _builtins.int
     INDEX_PUBLISHED_FIELD_NUMBER: _builtins.int
     BUILD_CHANGED_FIELD_NUMBER: _builtins.int
+    PACKAGE_REJECTED_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     emitter: _builtins.str
     """Identity of the service that emitted it."""
@@ -420,6 +450,8 @@ class Event(_message.Message):
     def index_published(self) -> Global___IndexPublished: ...
     @_builtins.property
     def build_changed(self) -> Global___BuildChanged: ...
+    @_builtins.property
+    def package_rejected(self) -> Global___PackageRejected: ...
     def __init__(
         self,
         *,
@@ -434,12 +466,13 @@ class Event(_message.Message):
         package_staged: Global___PackageStaged | None = ...,
         index_published: Global___IndexPublished | None = ...,
         build_changed: Global___BuildChanged | None = ...,
+        package_rejected: Global___PackageRejected | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["build_changed", b"build_changed", "build_finished", b"build_finished", "build_phase", b"build_phase", "build_started", b"build_started", "fetch_done", b"fetch_done", "fetch_failed", b"fetch_failed", "index_published", b"index_published", "kind", b"kind", "package_staged", b"package_staged", "time", b"time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["build_changed", b"build_changed", "build_finished", b"build_finished", "build_phase", b"build_phase", "build_started", b"build_started", "fetch_done", b"fetch_done", "fetch_failed", b"fetch_failed", "index_published", b"index_published", "kind", b"kind", "package_rejected", b"package_rejected", "package_staged", b"package_staged", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["build_changed", b"build_changed", "build_finished", b"build_finished", "build_phase", b"build_phase", "build_started", b"build_started", "emitter", b"emitter", "event_id", b"event_id", "fetch_done", b"fetch_done", "fetch_failed", b"fetch_failed", "index_published", b"index_published", "kind", b"kind", "package_staged", b"package_staged", "time", b"time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["build_changed", b"build_changed", "build_finished", b"build_finished", "build_phase", b"build_phase", "build_started", b"build_started", "emitter", b"emitter", "event_id", b"event_id", "fetch_done", b"fetch_done", "fetch_failed", b"fetch_failed", "index_published", b"index_published", "kind", b"kind", "package_rejected", b"package_rejected", "package_staged", b"package_staged", "time", b"time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["fetch_done", "fetch_failed", "build_started", "build_phase", "build_finished", "package_staged", "index_published", "build_changed"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["fetch_done", "fetch_failed", "build_started", "build_phase", "build_finished", "package_staged", "index_published", "build_changed", "package_rejected"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 

@@ -92,10 +92,17 @@ def test_a_rejected_job_is_dead_lettered_with_its_reason(tmp_path: Path) -> None
     bad = farm.stage([Staging("greet", claimed_sha256="1" * 64)])
     good = farm.stage(["hello"])
 
+    rejections: list[bus_pb2.PackageRejected] = []
+
     async def go() -> tuple[list[str], bus_pb2.IndexPublished]:
         bus = MemoryBus()
         await bus.start()
         seen = await watch(bus)
+
+        async def rejected(delivery: Delivery[bus_pb2.Event]) -> None:
+            rejections.append(delivery.message.package_rejected)
+
+        await bus.subscribe([names.PACKAGE_REJECTED], bus_pb2.Event, rejected)
         indexer = farm.indexer(bus)
         await indexer.start()
         await publish(bus, bad)
@@ -120,6 +127,8 @@ def test_a_rejected_job_is_dead_lettered_with_its_reason(tmp_path: Path) -> None
     assert "sha256_mismatch" in dead[0] and bad.job_id in dead[0]
     assert list(published.job_ids) == [good.job_id]
     assert [r.name for r in farm.published_index()] == ["hello"]
+    # The scheduler hears of it, so the build does not wait for an index forever.
+    assert [(r.job_id, "sha256_mismatch" in r.reason) for r in rejections] == [(bad.job_id, True)]
 
 
 class FlakySigner:

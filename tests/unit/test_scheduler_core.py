@@ -410,3 +410,29 @@ def test_unknown_archs_and_local_paths_are_refused(tmp_path: Path) -> None:
                 await f.core.submit(tree_key_="trees/../../etc/passwd.tar")
 
     run(scenario())
+
+
+def test_packages_the_indexer_rejects_fail_the_build(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with farm(tmp_path) as f:
+            await f.core.submit(local_path=str(EXAMPLES), packages=["greet"])
+            await f.settle()
+            await f.fetch_all()
+            (libgreet,) = f.queued()
+            await f.succeed(libgreet)
+            await f.publish(
+                lambda e: e.package_rejected.CopyFrom(
+                    bus_pb2.PackageRejected(
+                        job_id=libgreet.job_id,
+                        template=libgreet.template,
+                        reason="sha256_mismatch: staged file differs",
+                    )
+                ),
+                names.PACKAGE_REJECTED,
+            )
+            await f.settle()
+            assert f.state("libgreet") == State.BUILD_STATE_FAILED
+            assert "indexer rejected" in f.core.get("libgreet", "x86_64").reason
+            assert f.state("greet") == State.BUILD_STATE_BLOCKED
+
+    run(scenario())

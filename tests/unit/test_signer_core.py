@@ -155,3 +155,19 @@ def test_a_readable_key_file_stops_the_signer(farm: Farm) -> None:
         SigningKeys(farm.keys_dir)
     assert str(farm.new_key.private_path) in str(error.value)
     assert "BEGIN" not in str(error.value)
+
+
+def test_a_distribution_sized_index_is_signed(farm: Farm) -> None:
+    records = [
+        IndexRecord.parse(
+            f"C:Q1AAAAAAAAAAAAAAAAAAAAAAAAAAA=\nP:package-number-{n}\nV:1.{n}-r0\nA:x86_64\n"
+            f"S:100\nI:50\nT:Package number {n} of a large repository\nU:https://example.org\nL:MIT\n"
+        )
+        for n in range(12_000)
+    ]
+    text = render_apkindex(records)
+    assert len(text) > 2 * 1024 * 1024  # beyond any small-member limit of the reader
+    signed = farm.core.sign_index(
+        index_content_member("main", text, mtime=0), "main", "x86_64", "indexer"
+    )
+    assert len(signed.signatures) == 2

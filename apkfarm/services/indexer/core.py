@@ -26,7 +26,7 @@ from pathlib import Path
 
 from apkfarm.blobs import BlobStore, layout
 from apkfarm.bus import Bus, Delivery, RejectMessage, RetryLater, Subscription, names
-from apkfarm.services.common.events import new_event
+from apkfarm.services.common.events import bounded, new_event
 from apkfarm.services.common.logs import get_logger
 from apkfarm.services.indexer import metrics
 from apkfarm.services.indexer.batching import Batcher
@@ -152,12 +152,29 @@ class Indexer:
                 raise RejectMessage("malformed_event: a package.staged event without PackageStaged")
             log.debug("ignoring event", routing_key=delivery.routing_key)
             return
-        outcome = await self._batcher.submit(event.package_staged)
+        staged = event.package_staged
+        outcome = await self._batcher.submit(staged)
         if outcome.rejected is not None:
-            raise RejectMessage(f"{outcome.rejected.reason}: {outcome.rejected}")
+            reason = f"{outcome.rejected.reason}: {outcome.rejected}"
+            await self._announce_rejection(staged, reason)
+            raise RejectMessage(reason)
         if outcome.retry is not None:
+            if delivery.last_attempt:
+                # The bus dead-letters it now; the scheduler must not wait for it forever.
+                reason = f"gave up after {delivery.attempt} attempts: {outcome.retry}"
+                await self._announce_rejection(staged, reason)
+                raise RejectMessage(reason)
             delay = min(self.settings.retry_delay * 2 ** (delivery.attempt - 1), MAX_RETRY_DELAY)
             raise RetryLater(outcome.retry, delay=delay)
+
+    async def _announce_rejection(self, staged: bus_pb2.PackageStaged, reason: str) -> None:
+        event = new_event(self.identity)
+        event.package_rejected.CopyFrom(
+            bus_pb2.PackageRejected(
+                job_id=staged.job_id, template=staged.template, reason=bounded(reason)
+            )
+        )
+        await self.bus.publish_event(names.PACKAGE_REJECTED, event, message_id=event.event_id)
 
     # --- indexing ---------------------------------------------------------
 

@@ -50,7 +50,7 @@ from apkfarm.v1 import bus_pb2, common_pb2
 log = get_logger(__name__)
 
 EVENT_QUEUE = "scheduler"
-EVENT_PATTERNS = ("fetch.*", "build.*", "index.*")
+EVENT_PATTERNS = ("fetch.*", "build.*", "index.*", "package.rejected")
 MAX_TREE_BYTES = 2 * 1024**3
 
 
@@ -491,7 +491,15 @@ class SchedulerCore:
             return self._build_finished(event.build_finished)
         if kind == "index_published":
             return self._index_published(event.index_published)
+        if kind == "package_rejected":
+            return self._package_rejected(event.package_rejected)
         return []
+
+    def _package_rejected(self, rejected: bus_pb2.PackageRejected) -> list[BuildRow]:
+        row = self._current(rejected.job_id, [State.BUILD_STATE_BUILT, State.BUILD_STATE_BUILDING])
+        if row is None:
+            return []
+        return self._fail(row, f"the indexer rejected the packages: {rejected.reason}")
 
     def _fetch_done(self, sha256: str) -> list[BuildRow]:
         self.state.set_source(sha256, "present")

@@ -18,8 +18,13 @@ from dataclasses import dataclass
 from prometheus_client import Counter, Gauge
 
 from apkfarm.apk.errors import ApkError
-from apkfarm.apk.index import parse_apkindex
-from apkfarm.apk.reader import ArchiveKind, RawIndex, read_archive, read_control_member
+from apkfarm.apk.reader import (
+    ArchiveKind,
+    RawIndex,
+    ReadLimits,
+    read_archive,
+    read_control_member,
+)
 from apkfarm.apk.signing import SignatureFile
 from apkfarm.audit import AuditEntry, AuditLog
 from apkfarm.errors import ApkfarmError
@@ -33,6 +38,7 @@ log = get_logger(__name__)
 
 MAX_CONTROL_MEMBER_BYTES = 1024 * 1024
 MAX_INDEX_MEMBER_BYTES = 64 * 1024 * 1024
+INDEX_LIMITS = ReadLimits(signature_member=MAX_INDEX_MEMBER_BYTES * 8)
 
 SIGN_REQUESTS = Counter(
     "apkfarm_sign_requests_total", "Signature requests by kind and result", ["kind", "result"]
@@ -200,19 +206,22 @@ class SignerCore:
                 source=f"{subject}: content member",
                 keyring=None,
                 expect=ArchiveKind.INDEX,
+                # Unsigned, the content member is the archive's first member.
+                limits=INDEX_LIMITS,
             )
-            if not isinstance(raw, RawIndex):
-                raise SignRefused("malformed_index", f"{subject}: not an index")
-            if raw.signature_files:
-                raise SignRefused("malformed_index", f"{subject}: already holds signatures")
-            records = parse_apkindex(raw.apkindex, f"{subject}: APKINDEX")
         except ApkError as error:
             raise SignRefused("malformed_index", str(error)) from None
-        for record in records:
-            if record.arch not in (arch, "noarch"):
+        if not isinstance(raw, RawIndex):
+            raise SignRefused("malformed_index", f"{subject}: not an index")
+        if raw.signature_files:
+            raise SignRefused("malformed_index", f"{subject}: already holds signatures")
+        # Only the architecture lines matter here; scanning them is linear and cheap
+        # even for a distribution-sized index.
+        for line in raw.apkindex.split(b"\n"):
+            if line.startswith(b"A:") and line[2:].decode("utf-8", "replace") != arch:
                 raise SignRefused(
                     "arch_mismatch",
-                    f"{subject}: {record.name}-{record.version} is for {record.arch}",
+                    f"{subject}: names a package for {line[2:].decode('utf-8', 'replace')}",
                 )
 
     # --- refusals ---------------------------------------------------------
