@@ -163,7 +163,7 @@ def test_a_distribution_sized_index_is_signed(farm: Farm) -> None:
             f"C:Q1AAAAAAAAAAAAAAAAAAAAAAAAAAA=\nP:package-number-{n}\nV:1.{n}-r0\nA:x86_64\n"
             f"S:100\nI:50\nT:Package number {n} of a large repository\nU:https://example.org\nL:MIT\n"
         )
-        for n in range(12_000)
+        for n in range(15_000)
     ]
     text = render_apkindex(records)
     assert len(text) > 2 * 1024 * 1024  # beyond any small-member limit of the reader
