@@ -7,7 +7,7 @@
 # /in layout (see k8s/README.md):
 #   tls/ca.crt, tls/<identity>.crt, tls/<identity>.key   apkfarm certs init /in/tls
 #   keys/<name>.rsa [keys/retired/<name>.rsa]            apk signing keys (signer only)
-#   job-token/scheduler.pem, job-token/scheduler.pub.pem Ed25519 job-token key pair
+#   tls/scheduler-jobtoken.key, tls/scheduler-jobtoken.pub     Ed25519 job-token key pair (also from certs init)
 set -eu
 in=/in
 out=/out
@@ -36,8 +36,8 @@ find "$out/signer-keys" -type d -exec chmod 0700 {} +
 find "$out/signer-keys" -type f -name '*.rsa' -exec chmod 0600 {} +
 find "$out/signer-keys" -type f ! -name '*.rsa' -exec chmod 0644 {} +
 
-need "$in/job-token/scheduler.pem" "Ed25519 private key of the scheduler's job tokens"
-need "$in/job-token/scheduler.pub.pem" "its public key, for the signer"
-install -o "$uid" -g "$uid" -m 0600 "$in/job-token/scheduler.pem" "$out/job-token-key/"
-install -o "$uid" -g "$uid" -m 0444 "$in/job-token/scheduler.pub.pem" "$out/job-token-pub/"
+need "$in/tls/scheduler-jobtoken.key" "Ed25519 private key of the scheduler's job tokens"
+need "$in/tls/scheduler-jobtoken.pub" "its public key, for the signer"
+install -o "$uid" -g "$uid" -m 0600 "$in/tls/scheduler-jobtoken.key" "$out/job-token-key/"
+install -o "$uid" -g "$uid" -m 0444 "$in/tls/scheduler-jobtoken.pub" "$out/job-token-pub/"
 echo "secrets-init: installed secrets for scheduler fetcher signer indexer $BUILDER_IDENTITIES"
