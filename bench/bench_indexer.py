@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import importlib
 import io
 import logging
 import statistics
@@ -292,25 +291,11 @@ def stores(kind: str, root: Path) -> Iterator[tuple[BlobStore, BlobStore]]:
     if kind == "local":
         yield LocalBlobStore(root / "artifacts"), LocalBlobStore(root / "out")
         return
-    # The test suite's server helpers (tests/ is on sys.path, not on mypy's path).
-    s3_server_running = importlib.import_module("fixtures.servers").s3_server_running
-
-    from apkfarm.blobs.s3 import S3BlobStore  # noqa: PLC0415
+    from fixtures.servers import s3_server_running  # noqa: PLC0415 - test helpers
+    from fixtures.services import bucket  # noqa: PLC0415
 
     with s3_server_running(root) as server:
-
-        def store(prefix: str) -> BlobStore:
-            return S3BlobStore(
-                server.endpoint,
-                server.access_key,
-                server.secret_key,
-                server.bucket,
-                secure=False,
-                region=server.region,
-                prefix=prefix,
-            )
-
-        yield store(""), store("repo/")
+        yield bucket(server), bucket(server, prefix="repo/")
 
 
 def main() -> None:

@@ -10,35 +10,37 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import shutil
 import signal
 import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import pytest
-from conftest import require
-from fixtures.servers import ManagedProcess, RabbitMQ, S3Server, free_ports
+from fixtures.servers import RabbitMQ, S3Server
+from fixtures.services import (
+    BIN,
+    ServiceProcess,
+    bucket,
+    health_status,
+    promtool_check_metrics,
+    service_env,
+    start_service,
+)
 from fixtures.source_server import SourceServer, source_server
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from prometheus_client.parser import text_string_to_metric_families
+from grpc_health.v1 import health_pb2
 
-from apkfarm.blobs.s3 import S3BlobStore
 from apkfarm.bus import Delivery, names
 from apkfarm.bus.rabbit import RabbitBus
 from apkfarm.certs import init_certs
 from apkfarm.services.common.tls import TlsFiles, open_channel
 from apkfarm.v1 import bus_pb2, common_pb2, fetcher_pb2, fetcher_pb2_grpc
 
-READY_TIMEOUT = 60.0
 EVENT_TIMEOUT = 60.0
-SCRIPT = Path(sys.executable).parent / "apkfarm-fetcher"
+SCRIPT = BIN / "apkfarm-fetcher"
+HEALTH_SERVICE = "apkfarm.v1.Fetcher"
 
 
 def _body(name: str) -> bytes:
@@ -47,101 +49,35 @@ def _body(name: str) -> bytes:
 
 @dataclass
 class Fetcher:
-    proc: ManagedProcess
-    grpc_address: str
-    health_address: str
-    metrics_url: str
+    service: ServiceProcess
     certs: Path
     amqp_url: str
     s3: S3Server
     sources: SourceServer
-
-    def store(self) -> S3BlobStore:
-        return S3BlobStore(
-            self.s3.endpoint,
-            self.s3.access_key,
-            self.s3.secret_key,
-            self.s3.bucket,
-            secure=self.s3.secure,
-            region=self.s3.region,
-        )
-
-
-def _health(address: str) -> int:
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        reply = stub.Check(health_pb2.HealthCheckRequest(service="apkfarm.v1.Fetcher"), timeout=2)
-        return int(reply.status)
-
-
-def _wait_serving(proc: ManagedProcess, address: str) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    last = "no answer yet"
-    while time.monotonic() < deadline:
-        proc.check_alive()
-        try:
-            if _health(address) == health_pb2.HealthCheckResponse.SERVING:
-                return
-            last = "NOT_SERVING"
-        except grpc.RpcError as error:
-            last = str(error.code())
-        time.sleep(0.2)
-    raise AssertionError(f"apkfarm-fetcher not serving after {READY_TIMEOUT}s ({last})")
 
 
 @pytest.fixture(scope="module")
 def fetcher(
     rabbitmq: RabbitMQ, s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Fetcher]:
-    assert SCRIPT.is_file(), f"{SCRIPT} is missing: run .venv/bin/pip install -e ."
     workdir = tmp_path_factory.mktemp("fetcher")
     certs = workdir / "certs"
     init_certs(certs, builder_archs=["x86_64"])
-    grpc_port, health_port, metrics_port = free_ports(3)
     with source_server() as sources:
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(workdir),
-            "APKFARM_IDENTITY": "fetcher",
-            "APKFARM_TLS_DIR": str(certs),
-            "APKFARM_GRPC_LISTEN": f"127.0.0.1:{grpc_port}",
-            "APKFARM_HEALTH_LISTEN": f"127.0.0.1:{health_port}",
-            "APKFARM_METRICS_LISTEN": f"127.0.0.1:{metrics_port}",
-            "APKFARM_AMQP_URL": rabbitmq.url,
-            "APKFARM_S3_ENDPOINT": s3_server.endpoint,
-            "APKFARM_S3_ACCESS_KEY": s3_server.access_key,
-            "APKFARM_S3_SECRET_KEY": s3_server.secret_key,
-            "APKFARM_S3_BUCKET": s3_server.bucket,
-            "APKFARM_S3_SECURE": "true" if s3_server.secure else "false",
-            "APKFARM_S3_REGION": s3_server.region,
-            "APKFARM_SOURCE_SITES": f"EXAMPLES_SITE={sources.url('/dist')}",
-            "APKFARM_FETCH_WORK_DIR": str(workdir),
-            "APKFARM_FETCH_RETRY_DELAY": "0.5",
-            "APKFARM_FETCH_ATTEMPTS": "2",
-            "APKFARM_SHUTDOWN_GRACE": "10",
-        }
-        proc = ManagedProcess(
-            name="apkfarm-fetcher",
-            argv=[str(SCRIPT)],
-            env=env,
-            log_path=workdir / "fetcher.log",
-            cwd=workdir,
+        env = service_env(workdir, certs, "fetcher", s3=s3_server, amqp_url=rabbitmq.url)
+        env.update(
+            {
+                "APKFARM_SOURCE_SITES": f"EXAMPLES_SITE={sources.url('/dist')}",
+                "APKFARM_FETCH_WORK_DIR": str(workdir),
+                "APKFARM_FETCH_RETRY_DELAY": "0.5",
+                "APKFARM_FETCH_ATTEMPTS": "2",
+            }
         )
-        proc.start()
+        service = start_service("fetcher", env, workdir, HEALTH_SERVICE)
         try:
-            _wait_serving(proc, f"127.0.0.1:{health_port}")
-            yield Fetcher(
-                proc=proc,
-                grpc_address=f"127.0.0.1:{grpc_port}",
-                health_address=f"127.0.0.1:{health_port}",
-                metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
-                certs=certs,
-                amqp_url=rabbitmq.url,
-                s3=s3_server,
-                sources=sources,
-            )
+            yield Fetcher(service, certs, rabbitmq.url, s3_server, sources)
         finally:
-            proc.stop(grace=20)
+            service.stop(grace=20)
 
 
 def _source(
@@ -184,9 +120,9 @@ async def _call(fetcher: Fetcher, identity: str | None, source: common_pb2.Sourc
     if identity is None:
         # TLS with the farm CA but no client certificate.
         credentials = grpc.ssl_channel_credentials((fetcher.certs / "ca.crt").read_bytes())
-        channel = grpc.aio.secure_channel(fetcher.grpc_address, credentials)
+        channel = grpc.aio.secure_channel(fetcher.service.grpc_address, credentials)
     else:
-        channel = open_channel(fetcher.grpc_address, files)
+        channel = open_channel(fetcher.service.grpc_address, files)
     try:
         stub = fetcher_pb2_grpc.FetcherStub(channel)
         return await stub.Fetch(fetcher_pb2.FetchRequest(source=source), timeout=30)
@@ -196,26 +132,15 @@ async def _call(fetcher: Fetcher, identity: str | None, source: common_pb2.Sourc
         await channel.close()
 
 
-def _metrics_text(fetcher: Fetcher) -> str:
-    with urllib.request.urlopen(fetcher.metrics_url, timeout=10) as response:
-        return str(response.read().decode())
-
-
-def _metrics(fetcher: Fetcher) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = _metrics_text(fetcher)
-    values = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            values[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return values
-
-
 # --- the tests (in file order: the last one stops the service) -------------------------
 
 
 @pytest.mark.infra
 def test_the_health_port_reports_serving(fetcher: Fetcher) -> None:
-    assert _health(fetcher.health_address) == health_pb2.HealthCheckResponse.SERVING
+    assert (
+        health_status(fetcher.service.health_address, HEALTH_SERVICE)
+        == health_pb2.HealthCheckResponse.SERVING
+    )
 
 
 @pytest.mark.infra
@@ -230,7 +155,7 @@ def test_a_fetch_job_ends_in_fetch_done_and_the_object_in_s3(fetcher: Fetcher) -
     done = event.fetch_done
     assert done.blob_key == f"sources/sha256/{source.sha256}"
     assert (done.size, done.already_present) == (len(_body(source.filename)), False)
-    assert fetcher.store().get_bytes(done.blob_key) == _body(source.filename)
+    assert bucket(fetcher.s3).get_bytes(done.blob_key) == _body(source.filename)
     assert len(fetcher.sources.requests("/dist/greet-1.0.tar.gz")) == 1
 
 
@@ -249,7 +174,7 @@ def test_a_mismatch_job_ends_in_fetch_failed_and_nothing_in_s3(fetcher: Fetcher)
         f"sha256 mismatch: expected {wrong}, got {actual}"
     )
     assert failed.template.pkgname == "greet"
-    store = fetcher.store()
+    store = bucket(fetcher.s3)
     assert not store.exists(f"sources/sha256/{wrong}")
     assert not store.exists(f"sources/sha256/{actual}")
 
@@ -268,7 +193,7 @@ def test_a_transient_failure_is_retried_through_the_broker(fetcher: Fetcher) -> 
         500,
         200,
     ]
-    assert fetcher.store().exists(f"sources/sha256/{source.sha256}")
+    assert bucket(fetcher.s3).exists(f"sources/sha256/{source.sha256}")
 
 
 @pytest.mark.infra
@@ -299,7 +224,7 @@ def test_grpc_fetch_is_for_the_scheduler_and_operators_only(fetcher: Fetcher) ->
     assert operator.already_present
     # Refused callers caused no download; the two allowed calls caused one.
     assert len(fetcher.sources.requests("/dist/tally-1.0.tar.gz")) == 1
-    assert fetcher.store().get_bytes(scheduler.blob_key) == _body("tally-1.0.tar.gz")
+    assert bucket(fetcher.s3).get_bytes(scheduler.blob_key) == _body("tally-1.0.tar.gz")
 
 
 @pytest.mark.infra
@@ -308,11 +233,11 @@ def test_metrics_show_the_bytes_fetched(fetcher: Fetcher) -> None:
     bytes_key = ("apkfarm_fetch_bytes_total", ())
     downloaded_key = ("apkfarm_fetches_total", (("result", "downloaded"),))
     count_key = ("apkfarm_fetch_duration_seconds_count", ())
-    before = _metrics(fetcher)
+    before = fetcher.service.metrics()
 
     answer = asyncio.run(_call(fetcher, "scheduler", source))
 
-    after = _metrics(fetcher)
+    after = fetcher.service.metrics()
     assert isinstance(answer, fetcher_pb2.FetchResponse) and not answer.already_present
     assert after[bytes_key] - before[bytes_key] == len(_body(source.filename))
     assert after[downloaded_key] - before[downloaded_key] == 1
@@ -324,17 +249,7 @@ def test_metrics_show_the_bytes_fetched(fetcher: Fetcher) -> None:
 
 @pytest.mark.infra
 def test_metrics_pass_promtool(fetcher: Fetcher) -> None:
-    promtool = shutil.which("promtool")
-    require(promtool is not None, "promtool (Debian prometheus package) is not installed")
-    assert promtool is not None
-    checked = subprocess.run(
-        [promtool, "check", "metrics"],
-        input=_metrics_text(fetcher),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    checked = promtool_check_metrics(fetcher.service.metrics_text())
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
@@ -359,11 +274,11 @@ def test_the_console_script_help_lists_its_environment() -> None:
 
 @pytest.mark.infra
 def test_sigterm_stops_the_service_cleanly(fetcher: Fetcher) -> None:
-    popen = fetcher.proc.popen
+    popen = fetcher.service.proc.popen
     assert popen is not None
     popen.send_signal(signal.SIGTERM)
     assert popen.wait(timeout=30) == 0
-    log = fetcher.proc.log_path.read_text()
+    log = fetcher.service.proc.log_path.read_text()
     assert '"message": "stopped"' in log
     # Credentials never reach the log (the config is logged masked).
     assert fetcher.s3.secret_key not in log

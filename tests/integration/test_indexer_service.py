@@ -12,23 +12,25 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import pytest
-from conftest import require
-from fixtures.servers import ManagedProcess, RabbitMQ, S3Server, free_ports
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from prometheus_client.parser import text_string_to_metric_families
+from fixtures.servers import RabbitMQ, S3Server
+from fixtures.services import (
+    BIN,
+    ServiceProcess,
+    bucket,
+    promtool_check_metrics,
+    service_env,
+    start_service,
+)
 
 # The staging helpers live beside the unit tests (they sign with a real signer core).
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "unit"))
@@ -36,24 +38,13 @@ from indexer_support import IndexerFarm, Staging
 
 from apkfarm.apk.index import read_index
 from apkfarm.blobs import layout
-from apkfarm.blobs.s3 import S3BlobStore
 from apkfarm.bus import Delivery, names
 from apkfarm.bus.rabbit import RabbitBus
 from apkfarm.certs import init_certs
 from apkfarm.services.common.tls import TlsFiles, open_channel
 from apkfarm.v1 import bus_pb2, indexer_pb2, indexer_pb2_grpc
 
-READY_TIMEOUT = 90.0
 EVENT_TIMEOUT = 90.0
-BIN = Path(sys.executable).parent
-
-
-@dataclass
-class Service:
-    proc: ManagedProcess
-    grpc_address: str
-    health_address: str
-    metrics_url: str
 
 
 @dataclass
@@ -63,91 +54,9 @@ class Cluster:
     workdir: Path
     rabbitmq: RabbitMQ
     s3: S3Server
-    signer: Service
-    indexer: Service
+    signer: ServiceProcess
+    indexer: ServiceProcess
     indexer_env: dict[str, str]
-
-    def bucket(self) -> S3BlobStore:
-        return S3BlobStore(
-            self.s3.endpoint,
-            self.s3.access_key,
-            self.s3.secret_key,
-            self.s3.bucket,
-            secure=self.s3.secure,
-            region=self.s3.region,
-        )
-
-
-def _health(address: str, service: str) -> int:
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2)
-        return int(reply.status)
-
-
-def _wait_serving(proc: ManagedProcess, address: str, service: str) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    last = "no answer yet"
-    while time.monotonic() < deadline:
-        proc.check_alive()
-        try:
-            if _health(address, service) == health_pb2.HealthCheckResponse.SERVING:
-                return
-            last = "NOT_SERVING"
-        except grpc.RpcError as error:
-            last = str(error.code())
-        time.sleep(0.2)
-    raise AssertionError(
-        f"{proc.name} not serving after {READY_TIMEOUT}s ({last})\n{proc.log_tail()}"
-    )
-
-
-def _common_env(
-    workdir: Path, certs: Path, identity: str, s3: S3Server
-) -> tuple[dict[str, str], list[int]]:
-    ports = free_ports(3)
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(workdir),
-        "APKFARM_IDENTITY": identity,
-        "APKFARM_TLS_DIR": str(certs),
-        "APKFARM_GRPC_LISTEN": f"127.0.0.1:{ports[0]}",
-        "APKFARM_HEALTH_LISTEN": f"127.0.0.1:{ports[1]}",
-        "APKFARM_METRICS_LISTEN": f"127.0.0.1:{ports[2]}",
-        "APKFARM_S3_ENDPOINT": s3.endpoint,
-        "APKFARM_S3_ACCESS_KEY": s3.access_key,
-        "APKFARM_S3_SECRET_KEY": s3.secret_key,
-        "APKFARM_S3_BUCKET": s3.bucket,
-        "APKFARM_S3_SECURE": "true" if s3.secure else "false",
-        "APKFARM_S3_REGION": s3.region,
-        "APKFARM_SHUTDOWN_GRACE": "10",
-    }
-    return env, ports
-
-
-def _start(name: str, env: dict[str, str], workdir: Path, health_service: str) -> Service:
-    script = BIN / f"apkfarm-{name}"
-    assert script.is_file(), f"{script} is missing: run .venv/bin/pip install -e ."
-    proc = ManagedProcess(
-        name=f"apkfarm-{name}",
-        argv=[str(script)],
-        env=env,
-        log_path=workdir / f"{name}.log",
-        cwd=workdir,
-    )
-    proc.start()
-    health = env["APKFARM_HEALTH_LISTEN"]
-    try:
-        _wait_serving(proc, health, health_service)
-    except BaseException:
-        proc.stop(grace=10)
-        raise
-    return Service(
-        proc=proc,
-        grpc_address=env["APKFARM_GRPC_LISTEN"],
-        health_address=health,
-        metrics_url=f"http://{env['APKFARM_METRICS_LISTEN']}/metrics",
-    )
 
 
 @pytest.fixture(scope="module")
@@ -160,15 +69,14 @@ def cluster(
     farm_dir = workdir / "farm"
     farm_dir.mkdir()
     farm = IndexerFarm(farm_dir)
-    signer_env, signer_ports = _common_env(workdir, certs, "signer", s3_server)
+    signer_env = service_env(workdir, certs, "signer", s3=s3_server)
     signer_env["APKFARM_KEYS_DIR"] = str(farm.farm.keys_dir)
     signer_env["APKFARM_SCHEDULER_PUBLIC_KEYS"] = str(farm_dir / "jobtoken.pub")
-    signer = _start("signer", signer_env, workdir, "apkfarm.v1.Signer")
-    indexer_env, _ports = _common_env(workdir, certs, "indexer", s3_server)
+    signer = start_service("signer", signer_env, workdir, "apkfarm.v1.Signer")
+    indexer_env = service_env(workdir, certs, "indexer", s3=s3_server, amqp_url=rabbitmq.url)
     indexer_env.update(
         {
-            "APKFARM_AMQP_URL": rabbitmq.url,
-            "APKFARM_SIGNER_ADDRESS": f"127.0.0.1:{signer_ports[0]}",
+            "APKFARM_SIGNER_ADDRESS": signer.grpc_address,
             "APKFARM_BATCH_SECONDS": "0.5",
             "APKFARM_KEEP_GENERATIONS": "2",
             "APKFARM_REPO_DESCRIPTION": "apkfarm test main",
@@ -176,18 +84,18 @@ def cluster(
         }
     )
     try:
-        indexer = _start("indexer", indexer_env, workdir, "apkfarm.v1.Indexer")
+        indexer = start_service("indexer", indexer_env, workdir, "apkfarm.v1.Indexer")
     except BaseException:
-        signer.proc.stop(grace=10)
+        signer.stop(grace=10)
         raise
     made = Cluster(farm, certs, workdir, rabbitmq, s3_server, signer, indexer, indexer_env)
     # Staged packages go where builders put them: staging/<job>/ in the farm's bucket.
-    farm.artifacts = made.bucket()
+    farm.artifacts = bucket(s3_server)
     try:
         yield made
     finally:
-        made.indexer.proc.stop(grace=20)
-        signer.proc.stop(grace=20)
+        made.indexer.stop(grace=20)
+        signer.stop(grace=20)
 
 
 async def _publish_and_wait(
@@ -238,7 +146,7 @@ async def _dead_letters(cluster: Cluster, job_id: str) -> list[str]:
 
 def _mirror(cluster: Cluster, destination: Path) -> tuple[Path, list[Path]]:
     """Download the repository as a mirror would: the index, then every package it names."""
-    store = cluster.bucket()
+    store = bucket(cluster.s3)
     destination.mkdir(parents=True, exist_ok=True)
     index_path = destination / "APKINDEX.tar.gz"
     index_path.write_bytes(store.get_bytes(layout.repo_index_key("main", "x86_64")))
@@ -265,19 +173,6 @@ def _verify(cluster: Cluster, paths: list[Path]) -> subprocess.CompletedProcess[
         timeout=120,
         check=False,
     )
-
-
-def _metrics_text(service: Service) -> str:
-    with urllib.request.urlopen(service.metrics_url, timeout=10) as response:
-        return str(response.read().decode())
-
-
-def _metrics(service: Service) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    values = {}
-    for family in text_string_to_metric_families(_metrics_text(service)):
-        for sample in family.samples:
-            values[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return values
 
 
 REPO_LABELS = (("arch", "x86_64"), ("category", "main"))
@@ -315,7 +210,7 @@ def test_staged_jobs_become_a_signed_repository_that_mirrors_can_verify(cluster:
     index = read_index(io.BytesIO(index_path.read_bytes()), cluster.farm.keyring())
     assert index.description == "apkfarm test main"
     generation_key = layout.index_generation_key("main", "x86_64", last.generation)
-    assert cluster.bucket().get_bytes(generation_key) == index_path.read_bytes()
+    assert bucket(cluster.s3).get_bytes(generation_key) == index_path.read_bytes()
 
 
 @pytest.mark.infra
@@ -326,7 +221,7 @@ def test_a_package_signed_by_another_key_is_dead_lettered_and_not_published(
     reasons = asyncio.run(_dead_letters_after_publish(cluster, bad))
     assert len(reasons) == 1
     assert "signature" in reasons[0] and bad.job_id in reasons[0]
-    store = cluster.bucket()
+    store = bucket(cluster.s3)
     assert not store.exists(layout.repo_package_key("main", "x86_64", "intruder-1.0-r0.apk"))
     index = read_index(io.BytesIO(store.get_bytes(layout.repo_index_key("main", "x86_64"))), None)
     assert "intruder" not in {r.name for r in index.records}
@@ -366,23 +261,13 @@ def test_list_repositories_for_operators_over_mtls(cluster: Cluster) -> None:
 
 @pytest.mark.infra
 def test_metrics_show_the_published_repository(cluster: Cluster) -> None:
-    values = _metrics(cluster.indexer)
+    values = cluster.indexer.metrics()
     assert values[("apkfarm_index_packages", REPO_LABELS)] == 4
     assert values[("apkfarm_index_generation", REPO_LABELS)] >= 1
     assert values[("apkfarm_index_published_timestamp_seconds", REPO_LABELS)] > time.time() - 3600
     assert values[("apkfarm_index_publish_duration_seconds_count", ())] >= 1
     assert values[("apkfarm_index_rejected_total", (("reason", "signature"),))] == 1
-    promtool = shutil.which("promtool")
-    require(promtool is not None, "promtool (Debian prometheus package) is not installed")
-    assert promtool is not None
-    checked = subprocess.run(
-        [promtool, "check", "metrics"],
-        input=_metrics_text(cluster.indexer),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    checked = promtool_check_metrics(cluster.indexer.metrics_text())
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
@@ -392,14 +277,16 @@ def test_after_sigterm_a_new_indexer_continues_from_the_published_state(
 ) -> None:
     popen = cluster.indexer.proc.popen
     assert popen is not None
-    before = _metrics(cluster.indexer)[("apkfarm_index_generation", REPO_LABELS)]
+    before = cluster.indexer.metrics()[("apkfarm_index_generation", REPO_LABELS)]
     popen.send_signal(signal.SIGTERM)
     assert popen.wait(timeout=60) == 0
     log = cluster.indexer.proc.log_path.read_text()
     assert '"message": "stopped"' in log
     assert cluster.s3.secret_key not in log
 
-    cluster.indexer = _start("indexer", cluster.indexer_env, cluster.workdir, "apkfarm.v1.Indexer")
+    cluster.indexer = start_service(
+        "indexer", cluster.indexer_env, cluster.workdir, "apkfarm.v1.Indexer"
+    )
     newer = cluster.farm.stage(["hello"], version="1.1-r0")
     [published] = asyncio.run(_publish_and_wait(cluster, [newer], expect_jobs={newer.job_id}))
 
