@@ -30,9 +30,11 @@ PROTO_ROOT = TOP / "proto"
 GENERATED_DIR = TOP / "apkfarm" / "v1"
 
 
-def run(argv: list[str], **kwargs: object) -> None:
+def run(argv: list[str], env: dict[str, str] | None = None) -> None:
     print("+", " ".join(argv), flush=True)
-    subprocess.run(argv, check=True, cwd=TOP, **kwargs)  # type: ignore[call-overload]
+    result = subprocess.run(argv, check=False, cwd=TOP, env=env)
+    if result.returncode != 0:
+        sys.exit(f"devtool: {Path(argv[0]).name} failed (exit {result.returncode})")
 
 
 def engine_answers() -> bool:
