@@ -139,7 +139,14 @@ def lint() -> None:
 
 def test(pytest_args: list[str]) -> None:
     lint()
+    # The container tier needs an engine; starting it is part of "set up what it needs".
+    ensure_engine()
     env = dict(os.environ)
+    # testcontainers would otherwise guess the bridge gateway (this VM has /.dockerenv).
+    env.setdefault("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
+    env.setdefault("TC_HOST", "127.0.0.1")
+    env.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+    env.setdefault("DOCKER_HOST", "unix:///var/run/docker.sock")
     run([str(VENV_BIN / "pytest"), *pytest_args], env=env)
 
 
