@@ -19,9 +19,11 @@ What it may do is compute, and print to the pipes its caller reads; callers
 must treat that output as untrusted data (bounded size, strict parsing).
 
 ``SandboxSpec`` renders one sandbox as an argv; ``python_runtime()`` lists the
-binds needed to run the host's Python interpreter inside one.
+binds needed to run the host's Python interpreter inside one; ``BuildRoot``
+those of a build root (its /usr and the few /etc files toolchains read).
 """
 
+from apkfarm.sandbox.buildroot import DEFAULT_ETC_FILES, BuildRoot, write_identity_files
 from apkfarm.sandbox.runtime import PythonRuntime, library_binds, python_runtime
 from apkfarm.sandbox.spec import (
     DEFAULT_HELPER_DIR,
@@ -36,9 +38,11 @@ from apkfarm.sandbox.spec import (
 )
 
 __all__ = [
+    "DEFAULT_ETC_FILES",
     "DEFAULT_HELPER_DIR",
     "MIB",
     "Bind",
+    "BuildRoot",
     "PythonRuntime",
     "ResourceLimits",
     "SandboxError",
@@ -48,4 +52,5 @@ __all__ = [
     "library_binds",
     "python_runtime",
     "require_bwrap",
+    "write_identity_files",
 ]

@@ -84,10 +84,15 @@ class Symlink:
 
 @dataclass(frozen=True)
 class Tmpfs:
-    """A private, writable tmpfs; `size` in bytes bounds what can be written."""
+    """A private tmpfs; `size` in bytes bounds what can be written.
+
+    bwrap makes it 0755 and owned by root; ``mode=0o1777`` lets the
+    sandbox's unprivileged uid write to it, as to a /tmp.
+    """
 
     path: PurePosixPath
     size: int | None = None
+    mode: int | None = None
 
 
 @dataclass(frozen=True)
@@ -150,6 +155,9 @@ class SandboxSpec:
     # above do not already provide them.
     helper_binds: tuple[Bind, ...] = ()
     as_root: bool | None = None  # None: decided from os.geteuid()
+    # Remount the sandbox's own root (the tmpfs holding the mount points)
+    # read-only once everything is mounted, so nothing new appears at the top.
+    read_only_root: bool = False
 
     def _privileged(self) -> bool:
         return os.geteuid() == 0 if self.as_root is None else self.as_root
@@ -206,6 +214,8 @@ class SandboxSpec:
         for link in self.symlinks:
             argv += ["--symlink", link.target, str(link.path)]
         for mount in self.tmpfs:
+            if mount.mode is not None:
+                argv += ["--perms", f"{mount.mode:04o}"]
             if mount.size is not None:
                 argv += ["--size", str(mount.size)]
             argv += ["--tmpfs", str(mount.path)]
@@ -213,6 +223,8 @@ class SandboxSpec:
             argv += ["--dev", "/dev"]
         if self.proc:
             argv += ["--proc", "/proc"]
+        if self.read_only_root:
+            argv += ["--remount-ro", "/"]
         argv += ["--chdir", str(self.workdir), "--"]
 
         if privileged:
