@@ -135,6 +135,8 @@ class ServiceParts:
     start: Callable[[], Awaitable[None]]
     # Called with the grace period after SIGTERM: finish or hand back work.
     stop: Callable[[float], Awaitable[None]]
+    # Set by the service itself when it is done (a one-job builder pod): a clean exit.
+    finished: asyncio.Event | None = None
 
 
 async def serve(service: str, config: CommonConfig, parts: ServiceParts) -> None:
@@ -161,8 +163,14 @@ async def serve(service: str, config: CommonConfig, parts: ServiceParts) -> None
     tracker = HealthTracker(server, parts.health_checks)
     await tracker.check_once()
     tracker.start()
-    await stop.wait()
-    log.info("stopping", grace=config.shutdown_grace)
+    waits = [asyncio.create_task(stop.wait())]
+    if parts.finished is not None:
+        waits.append(asyncio.create_task(parts.finished.wait()))
+    _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    reason = "signal" if stop.is_set() else "finished its work"
+    log.info("stopping", reason=reason, grace=config.shutdown_grace)
     await tracker.stop()
     await server.set_serving(False)
     await parts.stop(config.shutdown_grace)
