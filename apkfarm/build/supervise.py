@@ -312,9 +312,11 @@ class DriverRun:
             del buffer[:limit]
 
     def _line(self, raw: bytes) -> None:
-        text = raw.decode("utf-8", "replace").rstrip("\r")
-        self._tail.append(text)
-        self._events.put_nowait(LogLine(text, self.outcome.phase, self._elapsed()))
+        limit = self._limits.max_line_bytes
+        for start in range(0, max(len(raw), 1), limit):
+            text = raw[start : start + limit].decode("utf-8", "replace").rstrip("\r")
+            self._tail.append(text)
+            self._events.put_nowait(LogLine(text, self.outcome.phase, self._elapsed()))
 
     def _on_control(self) -> None:
         self._on_output()  # every line written before this event is logged before it
