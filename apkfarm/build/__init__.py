@@ -13,4 +13,16 @@
 None of them runs template code or a subprocess; they read files and return
 typed results, and refuse bad input with an ``apkfarm.build.errors`` exception
 whose message names the archive, package or file.
+
+The build runtime uses them (``runner.run_build(request, log)`` is its entry):
+
+* ``runner`` — one build, host side: setup, dependencies, extract, the
+  sandboxed driver, packaging; ``result`` — its request, result and failure;
+* ``driver/`` — the standard-library program that runs the template's phases
+  inside the build sandbox (``styles/`` one module per build style);
+* ``supervise`` — runs the driver: live output, phase events, limits, kill;
+* ``load`` — evaluates the one template a build needs, in the evaluation sandbox;
+* ``toolchain`` — compilers, flags and qemu per target; ``sysroot`` — build
+  dependencies from the farm's signed repository; ``packaging`` — staged
+  trees to unsigned packages; ``log`` — the build log's events and sinks.
 """

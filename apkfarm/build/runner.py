@@ -42,6 +42,7 @@ import contextlib
 import hashlib
 import itertools
 import os
+import shutil
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -81,6 +82,7 @@ __all__ = [
     "EXAMPLES_TREE",
     "Builder",
     "BuilderSettings",
+    "remove_work_dir",
     "run_build",
     "run_build_unsandboxed_for_benchmark",
 ]
@@ -204,7 +206,7 @@ class _Phases:
         except BuildFailed:
             await self._finish(name, begun, "failed")
             raise
-        except ApkfarmError as error:
+        except (ApkfarmError, OSError) as error:
             await self.say(str(error))
             await self._finish(name, begun, "failed")
             raise BuildFailed(self.request.template, name, str(error)) from error
@@ -299,23 +301,29 @@ class Builder:
                 srcdir.mkdir(parents=True)
             layout.destdir.mkdir()
             layout.spool.mkdir()
-        uid = self.settings.uid_base + next(_UIDS) % self.settings.uid_count
-        if sandboxed and os.geteuid() == 0:
-            await asyncio.to_thread(_chown_tree, layout.builddir, uid)
-            await asyncio.to_thread(_chown_tree, layout.destdir, uid)
-        outcome = await self._run_driver(
-            request=request,
-            template=template,
-            context=context,
-            toolchain=toolchain,
-            sources=sources,
-            sysroot=sysroot,
-            layout=layout,
-            phases=phases,
-            sandboxed=sandboxed,
-            uid=uid,
-            skip_check=skip_check,
-        )
+            uid = self.settings.uid_base + next(_UIDS) % self.settings.uid_count
+            if sandboxed and os.geteuid() == 0:
+                # the build's own uid owns what it may write, and nothing else
+                await asyncio.to_thread(_chown_tree, layout.builddir, uid)
+                await asyncio.to_thread(_chown_tree, layout.destdir, uid)
+        try:
+            outcome = await self._start_and_run_driver(
+                request=request,
+                template=template,
+                context=context,
+                toolchain=toolchain,
+                sources=sources,
+                sysroot=sysroot,
+                layout=layout,
+                phases=phases,
+                sandboxed=sandboxed,
+                uid=uid,
+                skip_check=skip_check,
+            )
+        except (ApkfarmError, OSError) as error:
+            raise BuildFailed(
+                request.template, "sandbox", f"cannot start the build: {error}"
+            ) from error
         entries = self._staged(request, outcome, phases)
         async with phases.phase("package"):
             built, warnings = await asyncio.to_thread(
@@ -417,7 +425,7 @@ class Builder:
 
     # --- the sandbox -------------------------------------------------------------------
 
-    async def _run_driver(
+    async def _start_and_run_driver(
         self,
         *,
         request: BuildRequest,
@@ -682,6 +690,27 @@ def _chown_tree(root: Path, uid: int) -> None:
     for directory, dirs, files in os.walk(root):
         for name in [*dirs, *files]:
             os.lchown(os.path.join(directory, name), uid, uid)  # noqa: PTH118
+
+
+def remove_work_dir(path: Path) -> None:
+    """Remove a build's work directory, even the parts a build made unwritable.
+
+    As root ``shutil.rmtree`` would do; an unprivileged builder needs write
+    permission on each directory first.
+    """
+
+    def retry(function: Any, failed: str, error: BaseException) -> None:
+        parent = Path(failed).parent
+        parent.chmod(parent.stat().st_mode | 0o700)
+        target = Path(failed)
+        if target.is_dir() and not target.is_symlink():
+            target.chmod(0o700)
+            shutil.rmtree(target, onexc=retry)
+        else:
+            target.unlink(missing_ok=True)
+
+    if path.exists():
+        shutil.rmtree(path, onexc=retry)
 
 
 async def run_build(

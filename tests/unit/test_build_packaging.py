@@ -25,6 +25,7 @@ from apkfarm.build.log import (
     render,
 )
 from apkfarm.build.packaging import PackagingError, StagedEntry, package_build
+from apkfarm.build.runner import remove_work_dir
 from apkfarm.profiles import resolve_context
 from apkfarm.templates.model import Template
 from apkfarm.templates.rules import LoadPolicy, apply_rules
@@ -248,3 +249,16 @@ def test_rendering_and_sinks() -> None:
     assert asyncio.run(scenario()) == events
     assert memory.lines() == ["cc -c foo.c", "installed zlib"]
     assert stream.getvalue().decode() == memory.text()
+
+
+def test_remove_work_dir_copes_with_what_builds_leave(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    locked = work / "builddir/locked"
+    locked.mkdir(parents=True)
+    (locked / "file").write_text("x")
+    (work / "builddir/link").symlink_to("/usr")
+    locked.chmod(0o500)
+    (work / "builddir").chmod(0o500)
+    remove_work_dir(work)
+    assert not work.exists() and Path("/usr").is_dir()
+    remove_work_dir(work)  # already gone: nothing to do
