@@ -44,7 +44,7 @@ import itertools
 import os
 import shutil
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -263,7 +263,7 @@ class Builder:
             context = resolve_context(request.arch, tree=request.tree)
             toolchain = resolve_toolchain(context, self.settings.compiler)
             toolchain.check(self.settings.build_root)
-            template = await asyncio.to_thread(
+            template = await _in_thread(
                 load_template,
                 request.tree,
                 request.template,
@@ -271,7 +271,7 @@ class Builder:
                 settings=self.settings.evaluator,
                 allow_restricted=self.settings.allow_restricted,
             )
-            sources = await asyncio.to_thread(_match_sources, template, request.sources)
+            sources = await _in_thread(_match_sources, template, request.sources)
             skip_check = self._skip_check(context)
             await phases.say(
                 f"building {template.full_name}-{template.version} for {context.target.arch}"
@@ -291,7 +291,7 @@ class Builder:
         async with phases.phase("extract"):
             archives = [s.path for s in sources if s.extract]
             if archives:
-                result = await asyncio.to_thread(extract_sources, archives, srcdir)
+                result = await _in_thread(extract_sources, archives, srcdir)
                 for report in result.archives:
                     await phases.say(
                         f"extracted {report.archive.name}: {report.members} entries, "
@@ -304,8 +304,8 @@ class Builder:
             uid = self.settings.uid_base + next(_UIDS) % self.settings.uid_count
             if sandboxed and os.geteuid() == 0:
                 # the build's own uid owns what it may write, and nothing else
-                await asyncio.to_thread(_chown_tree, layout.builddir, uid)
-                await asyncio.to_thread(_chown_tree, layout.destdir, uid)
+                await _in_thread(_chown_tree, layout.builddir, uid)
+                await _in_thread(_chown_tree, layout.destdir, uid)
         try:
             outcome = await self._start_and_run_driver(
                 request=request,
@@ -326,7 +326,7 @@ class Builder:
             ) from error
         entries = self._staged(request, outcome, phases)
         async with phases.phase("package"):
-            built, warnings = await asyncio.to_thread(
+            built, warnings = await _in_thread(
                 package_build,
                 template,
                 entries,
@@ -384,7 +384,7 @@ class Builder:
                 f"needs {', '.join(wanted)} but the build was given no dependency source",
             )
         messages: list[str] = []
-        sysroot = await asyncio.to_thread(
+        sysroot = await _in_thread(
             source.install,
             wanted,
             categories=template.repositories or (template.category,),
@@ -621,6 +621,19 @@ _PHASE_ORDER = {
         )
     )
 }  # fmt: skip
+
+
+async def _in_thread[T](function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """Run blocking work in a thread; if the build is cancelled meanwhile, wait for the
+    thread to finish before the cancellation goes on, so that nothing writes into the
+    work directory once run_build has returned."""
+    future = asyncio.ensure_future(asyncio.to_thread(function, *args, **kwargs))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        with contextlib.suppress(BaseException):
+            await future
+        raise
 
 
 def _base_environment(paths: BuildPaths, source_date_epoch: int) -> dict[str, str]:
