@@ -263,6 +263,7 @@ class Builder:
             context = resolve_context(request.arch, tree=request.tree)
             toolchain = resolve_toolchain(context, self.settings.compiler)
             toolchain.check(self.settings.build_root)
+            toolchain = toolchain.for_build_root(self.settings.build_root)
             template = await _in_thread(
                 load_template,
                 request.tree,

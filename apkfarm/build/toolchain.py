@@ -5,7 +5,8 @@ root's own compiler; cross builds use Debian's cross toolchains
 (``gcc-aarch64-linux-gnu`` + ``libc6-dev-arm64-cross``, ...), whose C
 library lives in ``/usr/<triplet>``. Programs built for the target run under
 ``qemu-<arch>-static -L /usr/<triplet>`` (binfmt is not relied on), which is
-what cmake and meson get as their cross "emulator".
+what cmake and meson get as their cross "emulator" when the build root has
+it (``for_build_root``).
 
 With ``compiler="clang"`` the target compiler is clang through a
 ``<triplet>-clang`` wrapper (``clang --target=<triplet>``), linking with lld
@@ -19,7 +20,7 @@ dependency for it, since every system has them.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from typing import Literal
 
@@ -121,9 +122,17 @@ class Toolchain:
         needed = {self.tools["CC"], self.tools["AR"], self.host_tools["CC"], "make", "sh"}
         needed.update(argv[0] for argv in self.wrappers.values())
         needed -= set(self.wrappers)  # made by the build itself
-        if self.emulator:
-            needed.add(self.emulator[0])
         return tuple(sorted(needed))
+
+    def for_build_root(self, build_root: BuildRoot) -> Toolchain:
+        """This toolchain without its emulator when the build root has no qemu.
+
+        qemu only runs target programs at build time (cmake's and meson's
+        emulator); the check phase is skipped when cross-compiling anyway.
+        """
+        if self.emulator and build_root.program(self.emulator[0]) is None:
+            return replace(self, emulator=())
+        return self
 
     def check(self, build_root: BuildRoot) -> None:
         """Raise ToolchainError naming every missing program and the packages that provide it."""
@@ -161,7 +170,7 @@ def _install_hint(toolchain: Toolchain) -> str:
     triplet_package = target.triplet.replace("_", "-")
     return (
         f"; install gcc-{triplet_package} libc6-dev-{debian}-cross "
-        f"qemu-user-static (Debian package names)"
+        f"(Debian package names; qemu-user-static too, to run target programs)"
     )
 
 

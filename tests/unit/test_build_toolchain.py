@@ -87,22 +87,17 @@ def test_a_build_root_without_the_cross_toolchain_is_refused_with_package_names(
     with pytest.raises(ToolchainError) as caught:
         toolchain.check(root)
     message = str(caught.value)
-    assert "aarch64-linux-gnu-gcc" in message and "qemu-aarch64-static" in message
+    assert "missing programs: aarch64-linux-gnu-ar, aarch64-linux-gnu-gcc" in message
     assert "no C library headers in /usr/aarch64-linux-gnu/include" in message
     assert "gcc-aarch64-linux-gnu libc6-dev-arm64-cross" in message
-    complete = _fake_root(
-        tmp_path / "complete",
-        [
-            "gcc",
-            "make",
-            "sh",
-            "aarch64-linux-gnu-gcc",
-            "aarch64-linux-gnu-ar",
-            "qemu-aarch64-static",
-        ],
-        libc="aarch64-linux-gnu",
+    complete = ["gcc", "make", "sh", "ar", "aarch64-linux-gnu-gcc", "aarch64-linux-gnu-ar"]
+    without_qemu = _fake_root(tmp_path / "no-qemu", complete, libc="aarch64-linux-gnu")
+    toolchain.check(without_qemu)  # qemu is optional: it only runs target programs
+    assert toolchain.for_build_root(without_qemu).emulator == ()
+    with_qemu = _fake_root(
+        tmp_path / "qemu", [*complete, "qemu-aarch64-static"], libc="aarch64-linux-gnu"
     )
-    toolchain.check(complete)
+    assert toolchain.for_build_root(with_qemu).emulator[0] == "qemu-aarch64-static"
 
 
 def test_the_build_root_binds_usr_and_only_named_etc_entries(tmp_path: Path) -> None:
