@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from apkfarm.templates.fields import AUTOPKGS
+
 __all__ = ["CustomTarget", "Subpackage", "Template", "TemplateIssue"]
 
 
@@ -149,6 +151,17 @@ class Template:
     def package_names(self) -> tuple[str, ...]:
         """The packages this template builds: itself, then its subpackages."""
         return (self.pkgname, *(s.name for s in self.subpackages))
+
+    @property
+    def possible_packages(self) -> tuple[str, ...]:
+        """Every package a build may produce: the declared ones and their automatic splits.
+
+        Automatic subpackages (``foo-man``, ``foo-doc``, ...) appear only when the
+        build installs such files, so a job may sign any of them but need not.
+        """
+        declared = self.package_names
+        autos = tuple(f"{name}-{suffix}" for name in declared for suffix, _, _ in AUTOPKGS)
+        return (*declared, *(a for a in autos if a not in declared))
 
     def to_json(self) -> dict[str, Any]:
         """The shape ``apkfarm templates dump`` prints for one template."""

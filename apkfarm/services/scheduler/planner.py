@@ -124,7 +124,7 @@ def plan_arch(
             pkgname=template.pkgname,
             version=template.version,
             state=State.BUILD_STATE_WAITING,
-            packages=list(template.package_names),
+            packages=list(template.possible_packages),
         )
         if template.excluded is not None:
             row.state, row.reason = State.BUILD_STATE_EXCLUDED, template.excluded
