@@ -58,7 +58,7 @@ async def _chunks(path: Path) -> AsyncIterator[Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from apkfarm.services.scheduler.snapshot import make_snapshot  # noqa: PLC0415
+    from apkfarm.templates.snapshot import make_snapshot  # noqa: PLC0415
     from apkfarm.v1 import scheduler_pb2  # noqa: PLC0415
 
     async def work(stub: Any) -> int:

@@ -34,7 +34,6 @@ from apkfarm.services.common.jobtokens import TokenIssuer
 from apkfarm.services.common.logs import get_logger
 from apkfarm.services.scheduler import metrics
 from apkfarm.services.scheduler.planner import Problem, plan_tree
-from apkfarm.services.scheduler.snapshot import make_snapshot, unpack_snapshot
 from apkfarm.services.scheduler.state import (
     ACTIVE_STATES,
     SATISFIED_STATES,
@@ -45,6 +44,7 @@ from apkfarm.services.scheduler.state import (
     build_id,
     state_name,
 )
+from apkfarm.templates.snapshot import make_snapshot, unpack_snapshot
 from apkfarm.v1 import bus_pb2, common_pb2
 
 log = get_logger(__name__)

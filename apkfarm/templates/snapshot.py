@@ -1,9 +1,14 @@
 """Tree snapshots: the exact ports tree a submission evaluated, as one tar.
 
-A submission is planned and built from one snapshot, content-addressed by the
+A submission is planned and built from one snapshot, identified by the
 SHA-256 of its tar, so every builder builds exactly what the scheduler
 evaluated even if the source tree changes meanwhile. The tar is deterministic
-(sorted entries, fixed owner and mtime), so the same tree has the same id.
+(sorted entries, fixed owner), so the same tree has the same id.
+
+Regular files keep their modification times: a build's SOURCE_DATE_EPOCH is
+the newest of its template directory's files (:func:`template_epoch`), as
+cbuild takes the last commit that touched the template, so rebuilding a
+snapshot reproduces the same bytes.
 """
 
 from __future__ import annotations
@@ -56,7 +61,7 @@ def _tree_parts(root: Path) -> list[Path]:
 def _add(tar: tarfile.TarFile, path: Path, arcname: str) -> None:
     info = path.lstat()
     entry = tarfile.TarInfo(arcname)
-    entry.mtime = 0
+    entry.mtime = int(info.st_mtime) if stat.S_ISREG(info.st_mode) else 0
     entry.uid = entry.gid = 0
     entry.uname = entry.gname = "root"
     if stat.S_ISLNK(info.st_mode):
@@ -114,6 +119,17 @@ def unpack_snapshot(tar_path: Path, tree_id: str, trees_dir: Path) -> Path:
     extract_archive(tar_path, staging, limits=TREE_LIMITS, special_bits="refuse")
     staging.replace(destination)
     return destination
+
+
+def template_epoch(template_dir: Path) -> int:
+    """SOURCE_DATE_EPOCH for a template: the newest modification time of its files."""
+    newest = 0
+    for path in template_dir.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            newest = max(newest, int(path.lstat().st_mtime))
+    if newest == 0:
+        raise SnapshotError(f"{template_dir}: no files to date the build by")
+    return newest
 
 
 def file_sha256(path: Path) -> str:
