@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
@@ -184,8 +185,14 @@ def service_main[C](
     config_type: type[C],
     run: Callable[[C], Coroutine[Any, Any, None]],
     argv: Sequence[str] | None = None,
+    *,
+    flags: Mapping[str, str] | None = None,
 ) -> int:
-    """The console-script entry point every service shares."""
+    """The console-script entry point every service shares.
+
+    ``flags`` maps command-line options to settings (``{"--arch": "APKFARM_ARCH"}``);
+    an option given on the command line wins over the environment.
+    """
     parser = argparse.ArgumentParser(
         prog=f"apkfarm-{service}",
         description=description,
@@ -197,9 +204,22 @@ def service_main[C](
         action="store_true",
         help="print the effective configuration (secrets masked) and exit",
     )
+    helps = {
+        f.metadata.get("env"): f.metadata.get("help", "")
+        for f in dataclasses.fields(config_type)  # type: ignore[arg-type]
+    }
+    for flag, env in (flags or {}).items():
+        parser.add_argument(
+            flag, dest=env, metavar="VALUE", help=f"{helps.get(env, '')} (or {env})"
+        )
     args = parser.parse_args(argv)
+    environ = dict(os.environ)
+    for env in (flags or {}).values():
+        value = getattr(args, env)
+        if value is not None:
+            environ[env] = value
     try:
-        config = load_config(config_type, os.environ)
+        config = load_config(config_type, environ)
     except ApkfarmError as error:
         print(f"apkfarm-{service}: error: {error}", file=sys.stderr)
         return 2

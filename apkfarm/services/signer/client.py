@@ -87,9 +87,19 @@ class LocalSignerClient:
 class GrpcSignerClient:
     """The signer service over mTLS; transient failures are retried a few times."""
 
-    def __init__(self, address: str, tls: TlsFiles | None, *, attempts: int = 4) -> None:
+    def __init__(
+        self,
+        address: str,
+        tls: TlsFiles | None,
+        *,
+        attempts: int = 4,
+        server_identity: str | None = "signer",
+    ) -> None:
         self.address = address
-        self._channel = open_channel(address, tls, max_message_bytes=16 * 1024 * 1024)
+        # The signer must prove it is the signer, whatever address reached it.
+        self._channel = open_channel(
+            address, tls, server_identity=server_identity, max_message_bytes=16 * 1024 * 1024
+        )
         self._stub = signer_pb2_grpc.SignerStub(self._channel)
         self._attempts = attempts
 

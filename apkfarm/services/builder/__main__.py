@@ -1,0 +1,5 @@
+import sys
+
+from apkfarm.services.builder.main import main
+
+sys.exit(main())
