@@ -46,7 +46,9 @@ MAX_RETRY_DELAY = 300.0
 @dataclass(frozen=True)
 class IndexerSettings:
     keep_generations: int = 5
-    batch_seconds: float = 1.0
+    # 0: publish as soon as the previous publication ends; a burst that arrives
+    # meanwhile forms the next batch by itself, without adding latency.
+    batch_seconds: float = 0.0
     batch_max_events: int = 100
     description: str = ""
     # Where staged packages wait while they are checked (default: the system's temp dir).

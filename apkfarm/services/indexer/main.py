@@ -45,8 +45,9 @@ class IndexerConfig(CommonConfig, BusConfig, StoreConfig):
     )
     batch_seconds: float = setting(
         "APKFARM_BATCH_SECONDS",
-        1.0,
-        "seconds to collect a burst of package.staged events into one publication",
+        0.0,
+        "seconds to collect a burst into one publication (0: publish at once; what "
+        "arrives during a publication forms the next batch)",
     )
     batch_max_events: int = setting(
         "APKFARM_BATCH_MAX_EVENTS",
