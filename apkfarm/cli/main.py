@@ -18,6 +18,7 @@ from apkfarm.errors import ApkfarmError
 
 # Order is the order shown in --help.
 SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "build",
     "templates",
     "plan",
     "keygen",
