@@ -184,6 +184,9 @@ class BuildWorker:
                 staged = await self._stage(job, result)
             outcome.success = True
             outcome.packages.extend(staged)
+            # The build's own time, for apkfarm_build_duration_seconds: what the
+            # template costs, not what the farm adds around it.
+            outcome.duration_seconds = result.seconds
         except BuildFailed as failure:
             outcome.error = bounded(str(failure))
             outcome.failed_phase = failure.phase
@@ -199,8 +202,8 @@ class BuildWorker:
             outcome.failed_phase = self.current.phase if self.current else ""
         finally:
             await asyncio.to_thread(_remove, work)
-        outcome.duration_seconds = time.monotonic() - started
         if not outcome.success:
+            outcome.duration_seconds = time.monotonic() - started
             await buffer.append(f"--- build failed: {outcome.error}\n".encode())
         outcome.log_key = await self._upload_log(job.job_id, buffer)
         if outcome.success:
