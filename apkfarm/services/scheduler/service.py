@@ -10,9 +10,15 @@ import grpc
 
 from apkfarm.blobs import BlobNotFound, BlobStore
 from apkfarm.blobs.layout import log_key
-from apkfarm.bus import Bus, Delivery
+from apkfarm.bus import Bus, Delivery, InvalidName
 from apkfarm.services.common.tls import TlsFiles, open_channel
 from apkfarm.services.scheduler.core import NotFound, SchedulerCore, SchedulerError, build_message
+from apkfarm.services.scheduler.requests import (
+    InvalidRequest,
+    check_listing,
+    check_selector,
+    check_submission,
+)
 from apkfarm.services.scheduler.state import BuildRow, State, state_name
 from apkfarm.v1 import (
     builder_pb2,
@@ -65,11 +71,12 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
         self.tls = tls
 
     async def _refuse(self, context: grpc.aio.ServicerContext[Any, Any], error: Exception) -> None:
-        code = (
-            grpc.StatusCode.NOT_FOUND
-            if isinstance(error, NotFound)
-            else (grpc.StatusCode.FAILED_PRECONDITION)
-        )
+        if isinstance(error, NotFound):
+            code = grpc.StatusCode.NOT_FOUND
+        elif isinstance(error, InvalidRequest):
+            code = grpc.StatusCode.INVALID_ARGUMENT
+        else:
+            code = grpc.StatusCode.FAILED_PRECONDITION
         await context.abort(code, str(error))
 
     async def UploadTree(
@@ -95,6 +102,12 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
         self, request: scheduler_pb2.SubmitTreeRequest, context: Any
     ) -> scheduler_pb2.SubmitTreeResponse:
         try:
+            check_submission(
+                local_path=request.local_path,
+                archs=list(request.archs),
+                categories=list(request.categories),
+                packages=list(request.packages),
+            )
             submission = await self.core.submit(
                 local_path=request.local_path,
                 tree_key_=request.tree_key,
@@ -103,7 +116,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
                 packages=list(request.packages),
                 rebuild_dependents=request.rebuild_dependents,
             )
-        except SchedulerError as error:
+        except (SchedulerError, InvalidRequest) as error:
             await self._refuse(context, error)
         return scheduler_pb2.SubmitTreeResponse(
             tree_id=submission.tree_id,
@@ -115,14 +128,19 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
         self, request: scheduler_pb2.BuildSelector, context: Any
     ) -> common_pb2.Build:
         try:
+            check_selector(request.pkgname, request.arch, request.tree_id)
             row = self.core.get(request.pkgname, request.arch, request.tree_id)
-        except SchedulerError as error:
+        except (SchedulerError, InvalidRequest) as error:
             await self._refuse(context, error)
         return build_message(row)
 
     async def ListBuilds(
         self, request: scheduler_pb2.ListBuildsRequest, context: Any
     ) -> scheduler_pb2.ListBuildsResponse:
+        try:
+            check_listing(request.tree_id, request.arch)
+        except InvalidRequest as error:
+            await self._refuse(context, error)
         tree, rows = self.core.list_builds(request.tree_id, request.arch, list(request.states))
         return scheduler_pb2.ListBuildsResponse(
             tree_id=tree, builds=[build_message(r) for r in rows]
@@ -130,15 +148,17 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
 
     async def Cancel(self, request: scheduler_pb2.BuildSelector, context: Any) -> common_pb2.Build:
         try:
+            check_selector(request.pkgname, request.arch, request.tree_id)
             row = await self.core.cancel(request.pkgname, request.arch, request.tree_id)
-        except SchedulerError as error:
+        except (SchedulerError, InvalidRequest) as error:
             await self._refuse(context, error)
         return build_message(row)
 
     async def Retry(self, request: scheduler_pb2.BuildSelector, context: Any) -> common_pb2.Build:
         try:
+            check_selector(request.pkgname, request.arch, request.tree_id)
             row = await self.core.retry(request.pkgname, request.arch, request.tree_id)
-        except SchedulerError as error:
+        except (SchedulerError, InvalidRequest) as error:
             await self._refuse(context, error)
         return build_message(row)
 
@@ -146,8 +166,9 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
         self, request: scheduler_pb2.BuildSelector, context: Any
     ) -> scheduler_pb2.Explanation:
         try:
+            check_selector(request.pkgname, request.arch, request.tree_id)
             row, lines = self.core.explain(request.pkgname, request.arch, request.tree_id)
-        except SchedulerError as error:
+        except (SchedulerError, InvalidRequest) as error:
             await self._refuse(context, error)
         return scheduler_pb2.Explanation(build=build_message(row), lines=lines)
 
@@ -156,8 +177,11 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
     ) -> AsyncIterator[common_pb2.LogChunk]:
         selector = request.build
         try:
+            check_selector(selector.pkgname, selector.arch, selector.tree_id)
+            if request.offset < 0:
+                raise InvalidRequest("offset: must not be negative")
             row = self.core.get(selector.pkgname, selector.arch, selector.tree_id)
-        except SchedulerError as error:
+        except (SchedulerError, InvalidRequest) as error:
             await self._refuse(context, error)
             return
         offset = request.offset
@@ -215,9 +239,14 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
                 queue.get_nowait()  # a slow watcher loses the oldest, never blocks the farm
             queue.put_nowait(delivery.message)
 
-        subscription = await self.bus.subscribe(
-            list(request.patterns) or ["#"], bus_pb2.Event, forward, prefetch=64
-        )
+        if len(request.patterns) > 32:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "patterns: at most 32")
+        try:
+            subscription = await self.bus.subscribe(
+                list(request.patterns) or ["#"], bus_pb2.Event, forward, prefetch=64
+            )
+        except InvalidName as error:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
         try:
             while True:
                 yield await queue.get()

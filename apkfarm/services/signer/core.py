@@ -135,6 +135,8 @@ class SignerCore:
             )
         try:
             info = read_control_member(control_member, source=f"job {job}: control member")
+            # Names become ledger keys, file names and index entries: they must be apk's.
+            info.validate()
         except ApkError as error:
             raise SignRefused("malformed_package", str(error)) from None
         subject = f"{info.pkgname}-{info.pkgver} {info.arch}"
