@@ -5,10 +5,18 @@ a spool file, hashed for ``datahash``), then the control member (``.PKGINFO``
 with ``size`` and ``datahash`` filled in, plus install scripts). Signing and
 assembly happen afterwards (``apkfarm.apk.assemble``), possibly elsewhere.
 
+The data member is deflated by the engine ``compression`` names (default
+ISA-L level 2 on a thread beside the tar writer; zlib levels for packages
+that want them; see ``apkfarm.apk.gzip_members`` for the measurements and
+what each engine's bytes depend on). Its digest (``datahash``) is taken from
+exactly the bytes written to the spool. The control member is always zlib
+level 9: it is small, and it is what the signature and the ``C:`` identity
+cover.
+
 Output is deterministic: entries sorted (depth first, siblings by byte
 order, parents before children), every mtime the same ``source_date_epoch``,
-uid/gid 0 ``root``, gzip headers without time or name. The same tree and
-metadata give identical bytes.
+uid/gid 0 ``root``, gzip headers without time or name. The same tree,
+metadata and compression give identical bytes.
 """
 
 from __future__ import annotations
@@ -24,7 +32,12 @@ from types import TracebackType
 from typing import BinaryIO
 
 from apkfarm.apk.errors import PackageInputError
-from apkfarm.apk.gzip_members import MemberWriter, compress_member
+from apkfarm.apk.gzip_members import (
+    DEFAULT_DATA_COMPRESSION,
+    DataCompression,
+    MemberWriter,
+    compress_member,
+)
 from apkfarm.apk.pkginfo import SCRIPT_NAMES, PkgInfo
 from apkfarm.apk.reader import identity_of
 from apkfarm.apk.tar import (
@@ -302,12 +315,14 @@ def build_package(
     allowed_setuid: Collection[str] = (),
     source_date_epoch: int | None = None,
     spool_dir: Path | None = None,
+    compression: DataCompression = DEFAULT_DATA_COMPRESSION,
 ) -> UnsignedPackage:
     """Pack ``staged_dir`` as an unsigned package; ``info.size``/``datahash`` are computed.
 
     ``allowed_setuid`` lists the paths (relative to the tree, with or without a
     leading ``/``) that may carry setuid/setgid bits. ``source_date_epoch``
-    (default: ``info.builddate``) is every entry's mtime.
+    (default: ``info.builddate``) is every entry's mtime. ``compression``
+    deflates the data member.
     """
     who = f"package {info.pkgname}"
     info.validate()
@@ -325,14 +340,15 @@ def build_package(
     )
     try:
         sha256 = hashlib.sha256()
-        member = MemberWriter(spool, [sha256])  # type: ignore[arg-type]
-        writer = _DataTarWriter(
-            member, who=who, mtime=mtime, allowed_setuid=_normalise_declared(allowed_setuid)
-        )
-        for node in _walk_subtree(os.fsencode(staged_dir), b""):
-            writer.add(node)
-        member.write(END_OF_ARCHIVE)
-        member.close()
+        # The member's thread writes the spool and the hash until the with block ends;
+        # on an error it is stopped before the spool is closed.
+        with MemberWriter(spool, [sha256], compression) as member:
+            writer = _DataTarWriter(
+                member, who=who, mtime=mtime, allowed_setuid=_normalise_declared(allowed_setuid)
+            )
+            for node in _walk_subtree(os.fsencode(staged_dir), b""):
+                writer.add(node)
+            member.write(END_OF_ARCHIVE)
         final = info.with_computed(size=writer.installed_size, datahash=sha256.hexdigest())
         control = _control_member(final, script_map, mtime)
         data = DataMember(spool, member.compressed_size, sha256.hexdigest())  # type: ignore[arg-type]

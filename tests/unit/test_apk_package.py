@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import random
 import socket
 import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -30,6 +32,12 @@ from apkfarm.apk.assemble import (
     write_signed_package,
 )
 from apkfarm.apk.errors import ApkSignatureError, PackageInputError
+from apkfarm.apk.gzip_members import (
+    CHUNK,
+    DEFAULT_DATA_COMPRESSION,
+    GZIP_HEADER,
+    DataCompression,
+)
 from apkfarm.apk.keys import Keyring, generate_key_pair
 from apkfarm.apk.package import UnsignedPackage, build_package
 from apkfarm.apk.pkginfo import PkgInfo
@@ -113,6 +121,58 @@ def test_two_builds_of_the_same_tree_are_byte_identical(
         if not path.is_symlink():
             os.utime(path, (1_234_567_890, 1_234_567_890))
     assert build_signed(second_root, signer) == first
+
+
+ENGINES = [DataCompression("isal", level) for level in range(4)]
+ENGINES += [DataCompression("zlib", level) for level in (0, 1, 9)]
+
+
+def bulky_tree(root: Path) -> Path:
+    """``make_tree`` plus files that take the data tar over several compression chunks."""
+    make_tree(root)
+    rng = random.Random(11)
+    words = [rng.randbytes(rng.randint(2, 8)).hex().encode() for _ in range(300)]
+    text = b"\n".join(b" ".join(rng.choices(words, k=12)) for _ in range(20_000))
+    write_tree(
+        root,
+        {"usr/share/demo/words.txt": text, "usr/lib/blob.bin": rng.randbytes(CHUNK) + text},
+    )
+    return root
+
+
+@pytest.mark.parametrize("compression", ENGINES, ids=str)
+def test_each_engine_gives_identical_bytes_that_verify(
+    tmp_path: Path, signer: LocalKeySigner, keyring: Keyring, compression: DataCompression
+) -> None:
+    first = build_signed(bulky_tree(tmp_path / "a"), signer, compression=compression)
+    second_root = bulky_tree(tmp_path / "b")
+    for path in second_root.rglob("*"):
+        if not path.is_symlink():
+            os.utime(path, (1_234_567_890, 1_234_567_890))
+    assert build_signed(second_root, signer, compression=compression) == first
+
+    contents = verify_package(io.BytesIO(first), keyring, source=str(compression))
+    members = independent_members(first)
+    assert len(members[2].raw) > 3 * CHUNK
+    assert members[2].compressed[:10] == GZIP_HEADER
+    assert contents.info.datahash == hashlib.sha256(members[2].compressed).hexdigest()
+    assert contents.identity == identity(members[1].compressed)
+    # Engines change the compressed bytes only: the tar inside is the default engine's.
+    default = independent_members(build_signed(second_root, signer))
+    assert members[2].raw == default[2].raw
+    assert (members[2].compressed == default[2].compressed) == (
+        compression == DEFAULT_DATA_COMPRESSION
+    )
+
+
+def test_a_refusal_in_the_middle_of_the_tree_stops_the_compressor(tmp_path: Path) -> None:
+    root = tmp_path / "tree"
+    write_tree(root, {"a/big.bin": random.Random(1).randbytes(3 * CHUNK)})
+    (root / "b").mkdir()
+    os.mkfifo(root / "b/pipe")
+    with pytest.raises(PackageInputError, match="b/pipe: is a fifo"):
+        build_package(root, INFO, scripts=SCRIPTS)
+    assert [t for t in threading.enumerate() if t.name == "apk-deflate"] == []
 
 
 def test_metadata_round_trips_and_identity_and_datahash_recompute(
