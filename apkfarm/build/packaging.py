@@ -10,7 +10,10 @@
 4. ``lint_packages`` — cbuild's packaging rules; errors fail the build,
    warnings go to the log;
 5. ``.PKGINFO`` and install scripts (``<name>.<script>`` in the template's
-   directory), then ``build_package``.
+   directory), then ``build_package``, whose data member is deflated as the
+   package's ``compression`` field says (cbuild's ``deflate:N``: zlib at
+   level N; ``none``: stored blocks; no field or plain ``deflate``: the
+   builder's default; ``zstd`` is refused: see ``apkfarm.apk.gzip_members``).
 
 The staged trees were written by untrusted build code; the scan and lint
 never follow a symlink out of them, and the package writer packs symlinks
@@ -29,6 +32,11 @@ from typing import Any
 
 from apkfarm import version
 from apkfarm.apk.errors import ApkError
+from apkfarm.apk.gzip_members import (
+    DEFAULT_DATA_COMPRESSION,
+    DataCompression,
+    data_compression_for,
+)
 from apkfarm.apk.package import build_package
 from apkfarm.apk.pkginfo import SCRIPT_NAMES, PkgInfo
 from apkfarm.build.errors import BuildError
@@ -118,7 +126,8 @@ def _auto_fields(
     suffix = name.removeprefix(f"{parent}-")
     description, install_if = _AUTOPKGS[suffix]
     fields = dict(_SUBPACKAGE_DEFAULTS)
-    for key in ("license", "pkgdesc", "origin", "provider_priority", "replaces_priority"):
+    inherited = ("license", "pkgdesc", "origin", "provider_priority", "replaces_priority")
+    for key in (*inherited, "compression"):
         fields[key] = parent_fields.get(key, template.fields.get(key))
     fields["subdesc"] = description
     base_dep = f"{parent}={template.version}"
@@ -185,11 +194,24 @@ def _scripts(template_dir: Path, name: str) -> dict[str, bytes]:
     return scripts
 
 
+def _compression(
+    fields: Mapping[str, Any], default: DataCompression, where: str
+) -> DataCompression:
+    spec = fields.get("compression")
+    if spec is not None and not isinstance(spec, str):
+        raise PackagingError(f"{where}: compression must be a string such as 'deflate:9'")
+    try:
+        return data_compression_for(spec, default)
+    except ApkError as error:
+        raise PackagingError(f"{where}: {error}") from error
+
+
 @dataclass(frozen=True)
 class _Plan:
     entry: StagedEntry
     fields: Mapping[str, Any]
     staged: StagedPackage
+    compression: DataCompression
 
 
 def package_build(
@@ -204,8 +226,14 @@ def package_build(
     source_date_epoch: int,
     commit: str | None = None,
     spool_dir: Path | None = None,
+    compression: DataCompression = DEFAULT_DATA_COMPRESSION,
 ) -> tuple[list[BuiltPackage], list[str]]:
-    """Scan, lint and pack the staged packages; the packages and the lint's warnings."""
+    """Scan, lint and pack the staged packages; the packages and the lint's warnings.
+
+    ``compression`` is the builder's deflate engine for data members; a
+    package's ``compression`` field overrides it (checked before anything
+    is scanned or written).
+    """
     entries = check_staged(template, entries, destdir)
     sub_fields = {s.name: s.fields for s in template.subpackages}
     plans: list[_Plan] = []
@@ -236,7 +264,7 @@ def package_build(
             broken_symlinks=_strings(fields.get("broken_symlinks")),
             file_modes=_file_modes(fields.get("file_modes"), where),
         )
-        plans.append(_Plan(entry, fields, staged))
+        plans.append(_Plan(entry, fields, staged, _compression(fields, compression, where)))
 
     environment = ScanEnvironment(
         arch=arch,
@@ -314,6 +342,7 @@ class _Packer:
                 allowed_setuid=setuid,
                 source_date_epoch=self.source_date_epoch,
                 spool_dir=self.spool_dir,
+                compression=plan.compression,
             )
         except ApkError as error:
             raise PackagingError(f"{where}: {error}") from error

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from apkfarm.apk.gzip_members import DEFAULT_DATA_COMPRESSION, DataCompression, MemberWriter
 from apkfarm.build.errors import LintError
 from apkfarm.build.log import (
     LogEvent,
@@ -200,6 +201,93 @@ def test_lint_errors_fail_and_declared_setuid_passes(tmp_path: Path) -> None:
     declared = template({"file_modes": {"usr/bin/foo": ["root", "root", 0o4755]}})
     packages, _ = pack(tmp_path, declared, [StagedEntry("foo")])
     assert packages["foo"].info.pkgname == "foo"
+
+
+def data_members(
+    tmp_path: Path, tmpl: Template, entries: list[StagedEntry], **kwargs: Any
+) -> dict[str, bytes]:
+    """Each package's compressed data member."""
+    template_dir = tmp_path / "template"
+    template_dir.mkdir(exist_ok=True)
+    built, _ = package_build(
+        tmpl,
+        entries,
+        arch="x86_64",
+        destdir=tmp_path / "destdir",
+        template_dir=template_dir,
+        sysroot_provides={},
+        base_libraries=frozenset(),
+        source_date_epoch=1_700_000_000,
+        **kwargs,
+    )
+    members = {p.info.pkgname: b"".join(p.package.data.chunks()) for p in built}
+    for package in built:
+        package.close()
+    return members
+
+
+def deflated_as(member: bytes, compression: DataCompression) -> bool:
+    """Whether ``member`` is exactly what ``compression`` makes of its content."""
+    out = io.BytesIO()
+    with MemberWriter(out, [], compression) as writer:
+        writer.write(zlib.decompress(member, wbits=31))
+    return out.getvalue() == member
+
+
+def stage_foo_family(tmp_path: Path) -> list[StagedEntry]:
+    text = b"".join(b"line %d of some documentation\n" % i for i in range(40_000))
+    destdir = tmp_path / "destdir"
+    stage(destdir, "foo", {"usr/share/foo/a.txt": text, "usr/lib/libfoo.so.1": b"x"})
+    stage(destdir, "foo-devel", {"usr/include/foo.h": text[:50_000]})
+    stage(destdir, "foo-man", {"usr/share/man/man1/foo.1": text[:70_000]})
+    return [
+        StagedEntry("foo"),
+        StagedEntry("foo-devel"),
+        StagedEntry("foo-man", auto=True, parent="foo"),
+    ]
+
+
+def test_the_compression_field_chooses_the_data_members_deflate(tmp_path: Path) -> None:
+    entries = stage_foo_family(tmp_path)
+    zlib9, zlib1 = DataCompression("zlib", 9), DataCompression("zlib", 1)
+    # Declared and automatic subpackages inherit the template's field, as in cbuild.
+    members = data_members(tmp_path, template({"compression": "deflate:9"}, [DEVEL]), entries)
+    assert all(deflated_as(m, zlib9) for m in members.values())
+    assert not deflated_as(members["foo"], DEFAULT_DATA_COMPRESSION)
+    # A subpackage may choose its own.
+    devel: dict[str, Any] = {
+        **DEVEL,
+        "fields": {"subdesc": "development files", "compression": "deflate:1"},
+    }
+    members = data_members(tmp_path, template({"compression": "deflate:9"}, [devel]), entries)
+    assert deflated_as(members["foo-devel"], zlib1)
+    assert deflated_as(members["foo"], zlib9) and deflated_as(members["foo-man"], zlib9)
+
+
+@pytest.mark.parametrize("field", [{}, {"compression": "deflate"}])
+def test_without_a_level_the_builders_compression_is_used(
+    tmp_path: Path, field: dict[str, Any]
+) -> None:
+    entries = stage_foo_family(tmp_path)
+    members = data_members(tmp_path, template(field, [DEVEL]), entries)
+    assert all(deflated_as(m, DEFAULT_DATA_COMPRESSION) for m in members.values())
+    chosen = DataCompression("zlib", 6)
+    members = data_members(tmp_path, template(field, [DEVEL]), entries, compression=chosen)
+    assert all(deflated_as(m, chosen) for m in members.values())
+
+
+def test_a_compression_a_v2_package_cannot_hold_fails_before_scan_and_lint(
+    tmp_path: Path,
+) -> None:
+    entries = stage_foo_family(tmp_path)
+    stage(tmp_path / "destdir", "foo", {"usr/sbin/foo": b"x"})  # a lint error, found later
+    tmpl = template({"compression": "zstd:19"}, [DEVEL])
+    with pytest.raises(
+        PackagingError, match=r"main/foo: package foo: compression 'zstd:19': .* apk v3"
+    ):
+        data_members(tmp_path, tmpl, entries)
+    with pytest.raises(LintError, match="usr/sbin"):
+        data_members(tmp_path, template({"compression": "deflate:9"}, [DEVEL]), entries)
 
 
 def test_dependencies_from_the_sysroot(tmp_path: Path) -> None:
