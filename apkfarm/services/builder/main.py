@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +19,12 @@ from apkfarm.services.common.app import (
     CommonConfig,
     ServiceParts,
     StoreConfig,
+    bus_check,
     open_bus,
     open_store,
     serve,
     service_main,
+    store_check,
     tls_files,
 )
 from apkfarm.services.common.config import setting
@@ -99,13 +100,6 @@ async def run(config: BuilderConfig) -> None:
         settings, bus=bus, artifacts=artifacts, repository=repository, signer=signer
     )
 
-    async def bus_ok() -> bool:
-        return bus.healthy
-
-    async def store_ok() -> bool:
-        await asyncio.to_thread(artifacts.check)
-        return True
-
     async def start() -> None:
         await bus.start()
         await worker.start()
@@ -125,7 +119,7 @@ async def run(config: BuilderConfig) -> None:
             register=[register],
             service_names=[SERVICE_NAME],
             allow=ALLOW,
-            health_checks={"bus": bus_ok, "blob store": store_ok},
+            health_checks={"bus": bus_check(bus), "blob store": store_check(artifacts)},
             start=start,
             stop=stop,
             finished=worker.finished,

@@ -125,6 +125,25 @@ def open_store(config: StoreConfig, *, prefix: str = "") -> BlobStore:
     )
 
 
+def bus_check(bus: Bus) -> HealthCheck:
+    """Healthy while the broker connection is up."""
+
+    async def check() -> bool:
+        return bus.healthy
+
+    return check
+
+
+def store_check(store: BlobStore) -> HealthCheck:
+    """Healthy while the blob store answers a real request."""
+
+    async def check() -> bool:
+        await asyncio.to_thread(store.check)
+        return True
+
+    return check
+
+
 @dataclass
 class ServiceParts:
     """What a service contributes to :func:`serve`."""

@@ -8,7 +8,6 @@ so that watchers of ``fetch.*`` see every fetch however it was asked for.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,7 +15,7 @@ import grpc
 
 from apkfarm.blobs import BlobStore
 from apkfarm.bus import Bus
-from apkfarm.services.common.app import ServiceParts
+from apkfarm.services.common.app import ServiceParts, bus_check, store_check
 from apkfarm.services.common.logs import get_logger
 from apkfarm.services.fetcher.consumer import FetchConsumer
 from apkfarm.services.fetcher.core import SourceFetcher
@@ -74,13 +73,6 @@ def service_parts(
     """Servicer, allow-list, health checks and the consumer's life cycle for ``serve()``."""
     servicer = FetcherServicer(fetcher, consumer.events)
 
-    async def bus_healthy() -> bool:
-        return bus.healthy
-
-    async def store_healthy() -> bool:
-        await asyncio.to_thread(store.check)
-        return True
-
     async def start() -> None:
         await bus.start()
         await consumer.start()
@@ -92,7 +84,7 @@ def service_parts(
         register=[lambda server: fetcher_pb2_grpc.add_FetcherServicer_to_server(servicer, server)],
         service_names=[SERVICE_NAME],
         allow=ALLOW,
-        health_checks={"bus": bus_healthy, "blob store": store_healthy},
+        health_checks={"bus": bus_check(bus), "blob store": store_check(store)},
         start=start,
         stop=stop,
     )

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from apkfarm.services.common.app import ServiceParts
+from apkfarm.services.common.app import ServiceParts, bus_check, store_check
 from apkfarm.services.indexer.core import Indexer
 from apkfarm.v1 import indexer_pb2, indexer_pb2_grpc
 
@@ -49,17 +48,6 @@ def service_parts(indexer: Indexer) -> ServiceParts:
     """Servicer, allow-list, health checks and the consumer's life cycle for ``serve()``."""
     servicer = IndexerServicer(indexer)
 
-    async def bus_healthy() -> bool:
-        return indexer.bus.healthy
-
-    async def artifacts_healthy() -> bool:
-        await asyncio.to_thread(indexer.artifacts.check)
-        return True
-
-    async def repository_healthy() -> bool:
-        await asyncio.to_thread(indexer.repository.check)
-        return True
-
     async def signer_healthy() -> bool:
         # ListKeys: the signer answers, and this service may talk to it.
         await indexer.signer.public_keys()
@@ -77,9 +65,9 @@ def service_parts(indexer: Indexer) -> ServiceParts:
         service_names=[SERVICE_NAME],
         allow=ALLOW,
         health_checks={
-            "bus": bus_healthy,
-            "artifacts store": artifacts_healthy,
-            "repository store": repository_healthy,
+            "bus": bus_check(indexer.bus),
+            "artifacts store": store_check(indexer.artifacts),
+            "repository store": store_check(indexer.repository),
             "signer": signer_healthy,
         },
         start=start,

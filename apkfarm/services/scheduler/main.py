@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import platform
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,10 +15,12 @@ from apkfarm.services.common.app import (
     CommonConfig,
     ServiceParts,
     StoreConfig,
+    bus_check,
     open_bus,
     open_store,
     serve,
     service_main,
+    store_check,
     tls_files,
 )
 from apkfarm.services.common.config import setting
@@ -92,13 +93,6 @@ async def run(config: SchedulerConfig) -> None:
     )
     tls = tls_files(config, "scheduler")
 
-    async def bus_ok() -> bool:
-        return bus.healthy
-
-    async def store_ok() -> bool:
-        await asyncio.to_thread(artifacts.check)
-        return True
-
     async def start() -> None:
         await bus.start()
         await core.start()
@@ -120,7 +114,7 @@ async def run(config: SchedulerConfig) -> None:
             register=[register],
             service_names=[SERVICE_NAME],
             allow=ALLOW,
-            health_checks={"bus": bus_ok, "blob store": store_ok},
+            health_checks={"bus": bus_check(bus), "blob store": store_check(artifacts)},
             start=start,
             stop=stop,
         ),

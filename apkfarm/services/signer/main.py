@@ -17,6 +17,7 @@ from apkfarm.services.common.app import (
     open_store,
     serve,
     service_main,
+    store_check,
 )
 from apkfarm.services.common.config import setting
 from apkfarm.services.common.jobtokens import TokenVerifier, load_public_keys
@@ -65,10 +66,6 @@ async def run(config: SignerConfig) -> None:
     log.info("keys loaded", active=[s.key_name for s in core.keys.active])
     store = core.audit.store
 
-    async def store_ok() -> bool:
-        await asyncio.to_thread(store.check)
-        return True
-
     async def nothing() -> None:
         return None
 
@@ -85,7 +82,7 @@ async def run(config: SignerConfig) -> None:
             register=[register],
             service_names=[SERVICE_NAME],
             allow=ALLOW,
-            health_checks={"blob store": store_ok},
+            health_checks={"blob store": store_check(store)},
             start=nothing,
             stop=stop,
         ),
