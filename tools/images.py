@@ -49,6 +49,8 @@ OWN_SOURCES = (TOP / "apkfarm", TOP / "pyproject.toml", TOP / "README.md")
 BASE_IMAGE = "apkfarm/base:trixie"
 RUNTIME_IMAGE = "apkfarm/runtime:dev"
 SERVICES = ("scheduler", "fetcher", "signer", "indexer")
+# Services besides the builders that run bwrap (the scheduler evaluates templates in it).
+SANDBOXED_SERVICES = ("scheduler",)
 BUILDER_ARCHS = ("x86_64", "aarch64", "riscv64")
 LOCAL_INFRA = ("rabbitmq", "seaweedfs", "prometheus")
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
@@ -311,8 +313,14 @@ def plan(archs: Sequence[str], local_infra: bool) -> list[Image]:
     base = (("BASE", BASE_IMAGE),)
     runtime = (("RUNTIME", RUNTIME_IMAGE),)
     images = [Image(RUNTIME_IMAGE, SERVICES_DIR / "Dockerfile.runtime", TOP, base)]
+    # The scheduler, like the builders, puts its sandbox tools on BASE (see its Dockerfile).
     images += [
-        Image(f"apkfarm/{name}:dev", SERVICES_DIR / name / "Dockerfile", TOP, runtime)
+        Image(
+            f"apkfarm/{name}:dev",
+            SERVICES_DIR / name / "Dockerfile",
+            TOP,
+            (*base, *runtime) if name in SANDBOXED_SERVICES else runtime,
+        )
         for name in SERVICES
     ]
     images += [
