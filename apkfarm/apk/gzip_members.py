@@ -146,7 +146,7 @@ class DataCompression:
     def parse(cls, spec: str) -> DataCompression:
         """``engine:level`` as an operator writes it (``isal:2``, ``zlib:9``)."""
         engine, colon, level = spec.partition(":")
-        if not colon or not level.isdigit():
+        if not colon or not (level.isascii() and level.isdigit()):
             raise PackageInputError(
                 f"compression {spec!r}: expected ENGINE:LEVEL such as isal:2 or zlib:9"
             )
@@ -169,7 +169,7 @@ def data_compression_for(spec: str | None, default: DataCompression) -> DataComp
     """A template's (cbuild's, apk-tools') compression spec for a v2 data member.
 
     ``None`` and ``deflate`` take ``default``; ``deflate:N`` is zlib at
-    level N, the same bytes on every machine; ``none`` is zlib level 0
+    level N (the same bytes on every machine with the same zlib); ``none`` is zlib level 0
     (stored blocks: a v2 member is always gzip). ``zstd`` is refused: v2
     packages are gzip only.
     """
@@ -178,7 +178,7 @@ def data_compression_for(spec: str | None, default: DataCompression) -> DataComp
     kind, colon, level = spec.partition(":")
     if kind == "deflate" and not colon:
         return default
-    if kind == "deflate" and level.isdigit() and int(level) <= 9:
+    if kind == "deflate" and level.isascii() and level.isdigit() and int(level) <= 9:
         return DataCompression("zlib", int(level))
     if spec == "none":
         return DataCompression("zlib", 0)
@@ -209,8 +209,8 @@ class MemberWriter:
 
     Input is cut into ``CHUNK``-sized pieces whatever the sizes of the
     writes; a background thread deflates them, writes the output to ``out``
-    and feeds ``hashers``, so both see exactly the member's bytes. Until
-    ``close()`` returns, only that thread touches ``out`` and ``hashers``.
+    and feeds ``hashers``, so both see exactly the member's bytes. While the
+    thread runs, only it touches ``out`` and ``hashers``.
     ``abort()`` (or leaving the ``with`` block by an exception) stops the
     thread without finishing the member. An error of the thread (a full
     disk) is raised in the caller at its next ``write`` or at ``close``.

@@ -190,6 +190,7 @@ def test_template_specs_map_onto_deflate() -> None:
         ("deflate:10", "expected one of deflate, deflate:0..9 or none"),
         ("deflate:x", "expected one of deflate"),
         ("none:1", "expected one of deflate"),
+        ("deflate:\u00b2", "expected one of deflate"),
         ("lz4", "expected one of deflate"),
     ],
 )
@@ -205,8 +206,9 @@ def test_operator_settings_parse_and_check_levels() -> None:
         DataCompression.parse("isal:4")
     with pytest.raises(PackageInputError, match="unknown deflate engine 'zstd'"):
         DataCompression.parse("zstd:3")
-    with pytest.raises(PackageInputError, match="expected ENGINE:LEVEL"):
-        DataCompression.parse("isal")
+    for spec in ("isal", "isal:", "zlib:\u00b2", "zlib:-1"):
+        with pytest.raises(PackageInputError, match="expected ENGINE:LEVEL"):
+            DataCompression.parse(spec)
 
 
 # ----------------------------------------------------------------------------- CPU paths
