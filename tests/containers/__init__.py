@@ -1,0 +1,1 @@
+"""The container tier (testcontainers): see conftest.py."""
