@@ -50,6 +50,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import apkfarm
+from apkfarm.apk.gzip_members import DEFAULT_DATA_COMPRESSION, DataCompression
 from apkfarm.build.driver.config import BuildConfig, BuildPaths
 from apkfarm.build.errors import BuildError
 from apkfarm.build.extract import extract_sources
@@ -143,6 +144,8 @@ class BuilderSettings:
     # default: the build root's python3.
     python: Path | None = None
     evaluator: EvaluatorSettings | None = None
+    # How package data members are deflated unless a template's `compression` says.
+    data_compression: DataCompression = DEFAULT_DATA_COMPRESSION
 
 
 @dataclass(frozen=True)
@@ -339,6 +342,7 @@ class Builder:
                 source_date_epoch=request.source_date_epoch,
                 commit=request.commit,
                 spool_dir=layout.spool,
+                compression=self.settings.data_compression,
             )
             for warning in warnings:
                 await phases.say(warning)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import grpc
 
+from apkfarm.apk.gzip_members import DataCompression
 from apkfarm.build.runner import BuilderSettings
 from apkfarm.build.toolchain import Compiler
 from apkfarm.errors import ApkfarmError
@@ -64,6 +65,11 @@ class BuilderConfig(CommonConfig, BusConfig, StoreConfig):
     )
     compiler: str = setting("APKFARM_COMPILER", "gcc", "gcc or clang")
     jobs: int = setting("APKFARM_JOBS", 0, "parallel make jobs per build (0: the CPU count)")
+    package_compression: str = setting(
+        "APKFARM_PACKAGE_COMPRESSION",
+        "isal:2",
+        "data member deflate, isal:0-3 or zlib:0-9 (zlib: same bytes on every CPU)",
+    )
 
 
 def worker_settings(config: BuilderConfig) -> WorkerSettings:
@@ -72,9 +78,13 @@ def worker_settings(config: BuilderConfig) -> WorkerSettings:
     if config.compiler not in ("gcc", "clang"):
         raise ApkfarmError(f"APKFARM_COMPILER: {config.compiler!r} is neither gcc nor clang")
     compiler: Compiler = "clang" if config.compiler == "clang" else "gcc"
-    runtime = BuilderSettings(compiler=compiler)
+    try:
+        compression = DataCompression.parse(config.package_compression)
+    except ApkfarmError as error:
+        raise ApkfarmError(f"APKFARM_PACKAGE_COMPRESSION: {error}") from None
+    runtime = BuilderSettings(compiler=compiler, data_compression=compression)
     if config.jobs > 0:
-        runtime = BuilderSettings(compiler=compiler, jobs=config.jobs)
+        runtime = BuilderSettings(compiler=compiler, jobs=config.jobs, data_compression=compression)
     return WorkerSettings(
         arch=config.arch,
         work_dir=config.work_dir,
