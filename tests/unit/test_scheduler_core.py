@@ -439,3 +439,36 @@ def test_packages_the_indexer_rejects_fail_the_build(tmp_path: Path) -> None:
             assert f.state("greet") == State.BUILD_STATE_BLOCKED
 
     run(scenario())
+
+
+def test_resubmitting_a_tree_replaces_its_plan_but_not_builds_in_progress(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with farm(tmp_path) as f:
+            first = await f.core.submit(local_path=str(EXAMPLES), packages=["greet"])
+            await f.settle()
+            await f.fetch_all()
+            (libgreet,) = f.queued()
+            # Submitted again while libgreet is queued: it is not dispatched a second time.
+            again = await f.core.submit(local_path=str(EXAMPLES), packages=["greet"])
+            await f.settle()
+            assert again.tree_id == first.tree_id
+            assert f.queued() == []
+            assert f.core.get("libgreet", "x86_64").job_id == libgreet.job_id
+            # Asking for something else keeps the earlier submission's unfinished
+            # builds (libgreet queued, greet waiting on it) and adds tally.
+            other = await f.core.submit(local_path=str(EXAMPLES), packages=["tally"])
+            await f.settle()
+            assert {r.pkgname for r in f.core.list_builds(other.tree_id)[1]} == {
+                "tally",
+                "libgreet",
+                "greet",
+            }
+            # Once those are over, a new submission's plan is exactly what it asks for.
+            await f.succeed(libgreet)
+            await f.index(libgreet)
+            await f.core.cancel("greet", "x86_64")
+            final = await f.core.submit(local_path=str(EXAMPLES), packages=["tally"])
+            await f.settle()
+            assert {r.pkgname for r in f.core.list_builds(final.tree_id)[1]} == {"tally"}
+
+    run(scenario())

@@ -363,9 +363,8 @@ class SchedulerCore:
         async with self._lock:
             with self.state.transaction():
                 self.state.add_tree(tree_id, tree_key(tree_id), wanted_archs)
-                for row in planned.rows:
-                    self.state.put_build(row)
-                self._announce(planned.rows)
+                current = self._replace_plan(tree_id, wanted_archs, planned.rows)
+                self._announce(current)
                 self._announce(self._dispatch_ready(tree_id))
         self._outbox_wakeup.set()
         log.info(
@@ -376,6 +375,34 @@ class SchedulerCore:
             problems=len(planned.problems),
         )
         return Submission(tree_id, self.state.builds(tree_id), planned.problems)
+
+    def _replace_plan(
+        self, tree_id: str, archs: Sequence[str], rows: Sequence[BuildRow]
+    ) -> list[BuildRow]:
+        """Within a transaction: make ``rows`` the tree's plan for ``archs``.
+
+        The same tree may be submitted again (other packages, or after the
+        repository changed). A build still in progress from an earlier
+        submission stays as it is — replanning it would dispatch it twice —
+        and finished rows the new plan no longer names are dropped, so the
+        tree's builds are exactly what this submission asked for.
+        """
+        existing = {
+            row.build_id: row for arch in archs for row in self.state.builds(tree_id, arch)
+        }
+        planned = {row.build_id for row in rows}
+        current = []
+        for row in rows:
+            old = existing.get(row.build_id)
+            if old is not None and old.state in ACTIVE_STATES:
+                current.append(old)
+                continue
+            self.state.put_build(row)
+            current.append(row)
+        for build, old in existing.items():
+            if build not in planned and old.state not in ACTIVE_STATES:
+                self.state.delete_build(build)
+        return current
 
     # --- dispatch ---------------------------------------------------------
 

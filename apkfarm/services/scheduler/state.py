@@ -233,6 +233,9 @@ class StateStore:
             values,
         )
 
+    def delete_build(self, build_id: str) -> None:
+        self.db.execute("DELETE FROM builds WHERE build_id = ?", (build_id,))
+
     def get_build(self, build_id: str) -> BuildRow | None:
         record = self.db.execute("SELECT * FROM builds WHERE build_id = ?", (build_id,)).fetchone()
         return None if record is None else _row(record)
