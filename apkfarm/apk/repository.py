@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import stat
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -129,7 +130,10 @@ def read_packages(
     workers = jobs or os.cpu_count() or 1
     if total >= _PARALLEL_FROM and workers > 1:
         keys_pem = None if keyring is None else keyring.to_pem()
-        context = multiprocessing.get_context("fork")
+        # fork starts workers fastest, but forking a process that runs other
+        # threads can deadlock the child; then pay for a fork server instead.
+        method = "fork" if threading.active_count() == 1 else "forkserver"
+        context = multiprocessing.get_context(method)
         with concurrent.futures.ProcessPoolExecutor(
             max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(keys_pem,)
         ) as pool:
