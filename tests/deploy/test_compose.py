@@ -7,12 +7,14 @@ on its own. The checks below read the resolved model.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from deploy_support import REPO_ROOT, compose_config, tool
+from deploy_support import REPO_ROOT, compose_binary, compose_config, tool
 
 FARM = ("scheduler", "fetcher", "signer", "indexer", "builder-x86_64", "builder-aarch64")
 VARIANTS = {
@@ -119,3 +121,67 @@ def test_prometheus_config_is_valid() -> None:
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def go_duration_seconds(text: str) -> float:
+    """Seconds of a Go duration as compose prints it ("2m0s", "1h30m0s", "10s")."""
+    seconds = 0.0
+    for amount, unit in re.findall(r"([\d.]+)(h|m|s)", text):
+        seconds += float(amount) * {"h": 3600, "m": 60, "s": 1}[unit]
+    return seconds
+
+
+def test_builders_hand_back_their_job_before_docker_kills_them(config: dict[str, Any]) -> None:
+    for name in ("builder-x86_64", "builder-aarch64"):
+        service = config["services"][name]
+        grace = float(service["environment"]["APKFARM_SHUTDOWN_GRACE"])
+        assert grace < go_duration_seconds(service["stop_grace_period"]), name
+
+
+def test_published_ports_can_be_moved() -> None:
+    env = {
+        **clean_env(),
+        "APKFARM_SCHEDULER_PORT": "15051",
+        "APKFARM_S3_PORT": "19000",
+        "APKFARM_PROMETHEUS_PORT": "19090",
+    }
+    services = compose_config(*VARIANTS["local images"], env=env)["services"]
+    published = {
+        name: [(p["host_ip"], p["published"], p["target"]) for p in service.get("ports", [])]
+        for name, service in services.items()
+        if service.get("ports")
+    }
+    assert published == {
+        "scheduler": [("127.0.0.1", "15051", 50051)],
+        "minio": [("127.0.0.1", "19000", 9000)],
+        "prometheus": [("127.0.0.1", "19090", 9090)],
+    }
+
+
+def test_examples_override_serves_the_sources_to_the_fetcher(tmp_path: Path) -> None:
+    env = {**clean_env(), "APKFARM_DISTFILES_DIR": str(tmp_path)}
+    files = (*VARIANTS["local images"], "deploy/compose/examples.yaml")
+    services = compose_config(*files, env=env)["services"]
+    fetcher = services["fetcher"]
+    assert fetcher["environment"]["APKFARM_SOURCE_SITES"] == "EXAMPLES_SITE=http://distfiles:8000"
+    assert fetcher["depends_on"]["distfiles"]["condition"] == "service_healthy"
+    # The rest of the fetcher's wiring is compose.yaml's.
+    assert fetcher["depends_on"]["secrets-init"]["condition"] == "service_completed_successfully"
+    distfiles = services["distfiles"]
+    assert distfiles["image"].startswith("apkfarm/runtime:")
+    assert distfiles["read_only"] is True and not distfiles.get("ports")
+    (mount,) = distfiles["volumes"]
+    assert (mount["source"], mount["target"], mount["read_only"]) == (
+        str(tmp_path),
+        "/srv/distfiles",
+        True,
+    )
+
+
+def test_examples_override_needs_the_distfiles_directory() -> None:
+    argv = [compose_binary(), "-f", "compose.yaml", "-f", "deploy/compose/examples.yaml", "config"]
+    result = subprocess.run(
+        argv, cwd=REPO_ROOT, env=clean_env(), capture_output=True, text=True, check=False
+    )
+    assert result.returncode != 0
+    assert "APKFARM_DISTFILES_DIR" in result.stderr
