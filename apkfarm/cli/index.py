@@ -48,14 +48,34 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument(
         "--jobs", type=int, metavar="N", help="worker processes for reading (default: CPUs)"
     )
+    parser.add_argument(
+        "--added",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="only index this package file name, written since the last run (repeatable); "
+        "with --added/--removed the directory is not listed, for publishers that know "
+        "what they changed",
+    )
+    parser.add_argument(
+        "--removed",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="only drop this package file name from the index (repeatable)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from apkfarm.apk.keys import Keyring  # noqa: PLC0415 - keeps `apkfarm --help` fast
-    from apkfarm.apk.repository import update_repository  # noqa: PLC0415 - keeps `apkfarm --help` fast
+    from apkfarm.apk.repository import (  # noqa: PLC0415 - keeps `apkfarm --help` fast
+        Repository,
+        update_repository,
+    )
     from apkfarm.apk.signing import LocalKeySigner, SignatureAlgorithm  # noqa: PLC0415 - keeps `apkfarm --help` fast
     from apkfarm.cli.progress import progress_bar  # noqa: PLC0415 - keeps `apkfarm --help` fast
+    from apkfarm.errors import ApkfarmError  # noqa: PLC0415
 
     algorithm = SignatureAlgorithm.RSA if args.sha1 else SignatureAlgorithm.RSA256
     signers = [LocalKeySigner(path, algorithm=algorithm) for path in args.key]
@@ -65,15 +85,29 @@ def run(args: argparse.Namespace) -> int:
         else Keyring.from_private_keys(args.key)
     )
     with progress_bar("reading packages", None) as advance:
-        update = update_repository(
-            args.directory,
-            signers=signers,
-            keyring=keyring,
-            description=args.description,
-            verify_all=args.verify_all,
-            progress=advance,
-            jobs=args.jobs,
-        )
+        if args.added or args.removed:
+            if args.verify_all:
+                raise ApkfarmError("--verify-all rereads everything; it cannot go with --added")
+            repository = Repository(
+                args.directory,
+                signers=signers,
+                keyring=keyring,
+                description=args.description,
+                jobs=args.jobs,
+            )
+            update = repository.packages_changed(
+                written=args.added, deleted=args.removed, progress=advance
+            )
+        else:
+            update = update_repository(
+                args.directory,
+                signers=signers,
+                keyring=keyring,
+                description=args.description,
+                verify_all=args.verify_all,
+                progress=advance,
+                jobs=args.jobs,
+            )
     for name in update.added:
         print(f"added    {name}")
     for name in update.changed:

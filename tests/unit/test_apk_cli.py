@@ -114,3 +114,26 @@ def test_progress_bar_draws_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) 
     with progress_bar("indexing", 10) as advance:
         advance()
     assert pipe.getvalue() == ""
+
+
+def test_index_command_takes_named_changes_without_listing_the_directory(
+    vectors: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = tmp_path / "x86_64"
+    repo.mkdir()
+    source = vectors / "apk" / "repo-v2" / "x86_64"
+    shutil.copy(source / "refa-1.0-r0.apk", repo)
+    key = str(vectors / "apk" / "keys" / VECTOR_PRIVATE)
+    assert run("index", str(repo), "--key", key) == 0
+    capsys.readouterr()
+    shutil.copy(source / "refb-2.1-r3.apk", repo)
+    # A file nobody named is not picked up: the directory is not listed.
+    shutil.copy(source / "refb-2.1-r3.apk", repo / "stray-1.0-r0.apk")
+    assert run("index", str(repo), "--key", key, "--added", "refb-2.1-r3.apk") == 0
+    assert "added    refb-2.1-r3.apk" in capsys.readouterr().out
+    keyring = Keyring.from_files([vectors / "apk" / "keys" / VECTOR_PUBLIC])
+    names = [r.name for r in verify_index_records(repo / "APKINDEX.tar.gz", keyring)]
+    assert names == ["refa", "refb"]
+    assert run("index", str(repo), "--key", key, "--removed", "refa-1.0-r0.apk") == 0
+    assert "removed  refa-1.0-r0.apk" in capsys.readouterr().out
+    assert [r.name for r in verify_index_records(repo / "APKINDEX.tar.gz", keyring)] == ["refb"]
