@@ -15,7 +15,9 @@ For each ``BuildJob`` from ``build.<arch>`` (one at a time):
 A template that fails to build is a result: ``build.failed`` (not retryable)
 and the job is acknowledged. Infrastructure trouble (store, signer) is
 ``build.failed`` with ``retryable`` set, so the scheduler dispatches a new
-attempt with a new token. On shutdown a running build is given the grace
+attempt with a new token. So is a job the broker delivers again after its
+builder died between signing and announcing: the signer refuses the spent
+token, and a new attempt gets a fresh one. On shutdown a running build is given the grace
 period; if it does not finish, it is cancelled (its sandbox killed) and the
 job goes back to the queue unacknowledged for another builder.
 """
@@ -55,6 +57,9 @@ from apkfarm.v1 import bus_pb2, common_pb2
 log = get_logger(__name__)
 
 _FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9+._~-]{0,250}")
+# Signer refusals that mean "this token already signed that package" (the same
+# content, or a rebuild that came out different), not "this package is wrong".
+SPENT_TOKEN_REFUSALS = frozenset({"replayed_token", "different_content"})
 
 
 @dataclass(frozen=True)
@@ -193,6 +198,10 @@ class BuildWorker:
         except SigningRefused as refusal:
             outcome.error = bounded(f"signing refused: {refusal}")
             outcome.failed_phase = "sign"
+            # The job's token was spent by an earlier delivery of this same job
+            # whose builder died after signing: a fresh token (the scheduler's
+            # next attempt) is the way on, not a failed template.
+            outcome.retryable = refusal.reason in SPENT_TOKEN_REFUSALS
         except (InfrastructureError, SignerUnavailable, BlobStoreError) as trouble:
             outcome.error = bounded(str(trouble))
             outcome.retryable = True

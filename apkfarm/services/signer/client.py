@@ -30,7 +30,17 @@ RPC_TIMEOUT_SECONDS = 60.0
 
 
 class SigningRefused(ApkfarmError):
-    """The signer refused; the message carries its reason."""
+    """The signer refused; ``reason`` is its refusal code (``replayed_token``, ...)."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _refusal_reason(details: str | None) -> str:
+    """The refusal code the signer puts before the first colon of its error details."""
+    code, sep, _rest = (details or "").partition(":")
+    return code.strip() if sep and code.strip().isidentifier() else ""
 
 
 class SignerUnavailable(ApkfarmError):
@@ -66,7 +76,9 @@ class LocalSignerClient:
                 self.core.sign_package, control_member, token, self.identity
             )
         except SignRefused as refusal:
-            raise SigningRefused(f"signer refused: {refusal.reason}: {refusal}") from None
+            raise SigningRefused(
+                f"signer refused: {refusal.reason}: {refusal}", refusal.reason
+            ) from None
         return list(signed.signatures)
 
     async def sign_index(
@@ -77,7 +89,9 @@ class LocalSignerClient:
                 self.core.sign_index, content_member, category, arch, self.identity
             )
         except SignRefused as refusal:
-            raise SigningRefused(f"signer refused: {refusal.reason}: {refusal}") from None
+            raise SigningRefused(
+                f"signer refused: {refusal.reason}: {refusal}", refusal.reason
+            ) from None
         return list(signed.signatures)
 
     async def public_keys(self) -> Keyring:
@@ -119,7 +133,9 @@ class GrpcSignerClient:
                     return await call()
                 except grpc.aio.AioRpcError as error:
                     if error.code() == grpc.StatusCode.PERMISSION_DENIED:
-                        raise SigningRefused(f"signer refused: {error.details()}") from None
+                        raise SigningRefused(
+                            f"signer refused: {error.details()}", _refusal_reason(error.details())
+                        ) from None
                     if error.code() in (
                         grpc.StatusCode.UNAVAILABLE,
                         grpc.StatusCode.DEADLINE_EXCEEDED,
