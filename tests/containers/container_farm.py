@@ -343,8 +343,9 @@ class ContainerRun:
             # Published on loopback only, on a port the engine picks.
             container.ports[f"{port}/tcp"] = ("127.0.0.1",)  # type: ignore[assignment]
         started = FarmContainer(alias, container, health_service)
-        container.start()
+        # Known before it starts, so that close() removes it even if starting fails.
         self.containers.append(started)
+        container.start()
         return started
 
     def leftovers(self) -> list[str]:

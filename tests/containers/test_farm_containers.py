@@ -33,6 +33,7 @@ from apkfarm.v1 import bus_pb2
 from containers.container_farm import (
     ARCHS,
     BIN,
+    DISTFILES_PORT,
     GRPC_PORT,
     REPO_ROOT,
     ContainerRun,
@@ -130,7 +131,7 @@ def farm(
         infra = start_infra(run)
         start_distfiles(run, distfiles)
         services = start_services(
-            run, infra, secrets, source_sites=f"EXAMPLES_SITE=http://distfiles:{8000}"
+            run, infra, secrets, source_sites=f"EXAMPLES_SITE=http://distfiles:{DISTFILES_PORT}"
         )
         made = ContainerFarm(run, infra, secrets, services)
         print(f"container farm up in {time.monotonic() - started:.1f}s")
