@@ -387,9 +387,7 @@ class SchedulerCore:
         and finished rows the new plan no longer names are dropped, so the
         tree's builds are exactly what this submission asked for.
         """
-        existing = {
-            row.build_id: row for arch in archs for row in self.state.builds(tree_id, arch)
-        }
+        existing = {row.build_id: row for arch in archs for row in self.state.builds(tree_id, arch)}
         planned = {row.build_id for row in rows}
         current = []
         for row in rows:
