@@ -413,13 +413,20 @@ class SchedulerCore:
             return True
         return False
 
-    def _dispatch_ready(self, tree_id: str | None = None) -> list[BuildRow]:
-        """Within a transaction: move on every WAITING build whose dependencies are met."""
-        waiting = (
-            self.state.builds(tree_id, states=[State.BUILD_STATE_WAITING])
-            if tree_id
-            else self.state.builds_in_states([State.BUILD_STATE_WAITING])
-        )
+    def _dispatch_ready(
+        self, tree_id: str | None = None, *, candidates: Iterable[BuildRow] | None = None
+    ) -> list[BuildRow]:
+        """Within a transaction: move on every WAITING build whose dependencies are met.
+
+        ``candidates`` narrows the search to those builds (the dependents of what
+        just finished), so a published package does not rescan a whole tree.
+        """
+        if candidates is not None:
+            waiting = [r for r in candidates if r.state == State.BUILD_STATE_WAITING]
+        elif tree_id:
+            waiting = self.state.builds(tree_id, states=[State.BUILD_STATE_WAITING])
+        else:
+            waiting = self.state.builds_in_states([State.BUILD_STATE_WAITING])
         changed: list[BuildRow] = []
         for row in waiting:
             deps = [self.state.get_build(dep) for dep in row.deps]
@@ -607,7 +614,8 @@ class SchedulerCore:
             self.state.put_build(row)
             changed.append(row)
         if changed:
-            changed.extend(self._dispatch_ready())
+            dependents = {d.build_id: d for row in changed for d in self.state.dependents(row)}
+            changed.extend(self._dispatch_ready(candidates=dependents.values()))
         return changed
 
     # --- operator requests ------------------------------------------------
