@@ -12,12 +12,20 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from typing import Any
 
 import jsonschema
 import kubernetes_validate
 import pytest
-from deploy_support import CRD_SCHEMAS, OVERLAYS, REPO_ROOT, pod_specs, render_overlay
+from deploy_support import (
+    CRD_SCHEMAS,
+    OVERLAYS,
+    REPO_ROOT,
+    compose_config,
+    pod_specs,
+    render_overlay,
+)
 
 SCHEMAS = REPO_ROOT / "tests" / "deploy" / "schemas"
 # The oldest release with user-namespaced pods and unmasked /proc for them
@@ -157,27 +165,64 @@ def test_every_pod_is_non_root_read_only_and_without_capabilities(overlay: str) 
             assert "memory" in c["resources"]["limits"], where
 
 
+# The workloads that start bwrap sandboxes: builders (builds) and the
+# scheduler (template evaluation). Only these get what bwrap needs.
+BWRAP_KINDS = {"ScaledJob"}
+BWRAP_WORKLOADS = {"StatefulSet/scheduler"}
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_only_builders_run_unconfined_and_only_in_their_namespace(overlay: str) -> None:
-    namespaces = {doc["metadata"]["name"]: doc for doc in objects(overlay, "Namespace")}
-    assert namespaces["apkfarm"]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == (
-        "restricted"
-    )
+def test_only_bwrap_pods_run_unconfined_and_only_in_the_build_namespace(overlay: str) -> None:
+    levels = {
+        doc["metadata"]["name"]: doc["metadata"]["labels"]["pod-security.kubernetes.io/enforce"]
+        for doc in objects(overlay, "Namespace")
+    }
+    # The keys, broker and object store stay under "restricted"; only the
+    # namespace of the bwrap pods admits unconfined seccomp and unmasked /proc.
+    assert levels == {"apkfarm": "restricted", "apkfarm-build": "privileged"}
+    bwrap_pods = set()
     for doc in render_overlay(overlay):
         for name, spec in pod_specs([doc]):
             pod_seccomp = spec["securityContext"].get("seccompProfile", {}).get("type")
-            for c in spec["containers"]:
-                seccomp = c["securityContext"].get("seccompProfile", {}).get("type", pod_seccomp)
-                if doc["kind"] == "ScaledJob":
-                    assert doc["metadata"]["namespace"] == "apkfarm-build", name
+            runs_bwrap = doc["kind"] in BWRAP_KINDS or name in BWRAP_WORKLOADS
+            if runs_bwrap:
+                bwrap_pods.add(name)
+                assert doc["metadata"]["namespace"] == "apkfarm-build", name
+                # An unmasked /proc is only admitted in a user namespace.
+                assert spec["hostUsers"] is False, name
+                assert spec["securityContext"]["runAsNonRoot"] is True, name
+            else:
+                assert doc["metadata"]["namespace"] == "apkfarm", name
+                assert "hostUsers" not in spec, name
+            for c in spec.get("initContainers", []) + spec["containers"]:
+                context = c["securityContext"]
+                seccomp = context.get("seccompProfile", {}).get("type", pod_seccomp)
+                if runs_bwrap:
                     assert seccomp == "Unconfined", name
-                    assert c["securityContext"]["procMount"] == "Unmasked", name
-                    # An unmasked /proc is only admitted in a user namespace.
-                    assert spec["hostUsers"] is False, name
+                    assert context["procMount"] == "Unmasked", name
+                    assert context["appArmorProfile"] == {"type": "Unconfined"}, name
+                    # Rights come from bwrap's own user namespace, never from capabilities.
+                    assert context["capabilities"] == {"drop": ["ALL"]}, name
+                    assert context["readOnlyRootFilesystem"] is True, name
                 else:
-                    assert doc["metadata"]["namespace"] == "apkfarm", name
                     assert seccomp == "RuntimeDefault", name
-                    assert "procMount" not in c["securityContext"], name
+                    assert "procMount" not in context, name
+                    assert "appArmorProfile" not in context, name
+    assert "StatefulSet/scheduler" in bwrap_pods
+    assert any(name.startswith("ScaledJob/builder-") for name in bwrap_pods)
+
+
+def test_the_scheduler_has_writable_volumes_for_its_state_and_tmp() -> None:
+    """Read-only root: the database, tree snapshots and evaluation cache live on
+    the state volume, temporary files (object-store transfers) in /tmp."""
+    for overlay in OVERLAYS:
+        spec = named(overlay, "StatefulSet", "scheduler")["spec"]["template"]["spec"]
+        mounts = {m["mountPath"]: m for m in container(spec, "scheduler")["volumeMounts"]}
+        for path in ("/var/lib/apkfarm", "/tmp"):
+            assert not mounts[path].get("readOnly", False), (overlay, path)
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        assert "emptyDir" in volumes[mounts["/tmp"]["name"]], overlay
+        assert env_of(container(spec, "scheduler"))["APKFARM_STATE_DIR"] == "/var/lib/apkfarm"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -206,6 +251,27 @@ def test_scheduler_is_a_single_replica_with_its_own_volume() -> None:
         mounts = container(scheduler["spec"]["template"]["spec"], "scheduler")["volumeMounts"]
         state = [m for m in mounts if m["mountPath"] == "/var/lib/apkfarm"]
         assert state and state[0]["name"] in claims
+
+
+# Behaviour settings compose and the manifests must agree on (addresses and
+# paths legitimately differ between the two).
+SHARED_SETTINGS = {
+    "scheduler": ("APKFARM_ARCHS", "APKFARM_CATEGORIES", "APKFARM_HOST_ARCH", "APKFARM_MAX_ATTEMPTS"),
+    "indexer": ("APKFARM_KEEP_GENERATIONS", "APKFARM_BATCH_SECONDS"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("service", sorted(SHARED_SETTINGS))
+def test_service_settings_match_compose(service: str) -> None:
+    """The same farm in both: e.g. the indexer publishes at once (APKFARM_BATCH_SECONDS 0)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APKFARM_")}
+    compose_env = compose_config("compose.yaml", env=env)["services"][service]["environment"]
+    kind = "StatefulSet" if service == "scheduler" else "Deployment"
+    for overlay in ("dev", "production"):
+        spec = named(overlay, kind, service)["spec"]["template"]["spec"]
+        manifest_env = env_of(container(spec, service))
+        for name in SHARED_SETTINGS[service]:
+            assert manifest_env[name] == compose_env[name], (overlay, service, name)
 
 
 # --- secrets -----------------------------------------------------------------
@@ -308,7 +374,7 @@ def test_adding_an_arch_also_tells_the_scheduler() -> None:
 
 # Pods of the farm and of its neighbours, as (namespace, labels).
 PODS: dict[str, tuple[str, dict[str, str]]] = {
-    "scheduler": ("apkfarm", {"app.kubernetes.io/name": "scheduler"}),
+    "scheduler": ("apkfarm-build", {"app.kubernetes.io/name": "scheduler"}),
     "fetcher": ("apkfarm", {"app.kubernetes.io/name": "fetcher"}),
     "signer": ("apkfarm", {"app.kubernetes.io/name": "signer"}),
     "indexer": ("apkfarm", {"app.kubernetes.io/name": "indexer"}),
