@@ -38,6 +38,12 @@ semantics again when moving to RabbitMQ 4.x, which changed delivery counting
 and gives quorum queues a default limit; the contract suite's
 ``test_consumer_death_counts_towards_the_limit`` does.
 
+Over ``amqps://`` the connection uses the ``ssl_context`` given (the farm CA
+and the service's client certificate, see ``open_bus``), or the system's
+trust store without one. A certificate refused by either side is a
+configuration error, not an outage: it is reported at once instead of being
+retried.
+
 Publishing waits for the broker's confirm and is retried across reconnections
 until ``publish_timeout``; a retried publish may be stored twice, which is why
 handlers tolerate a repeated ``message_id``.
@@ -48,6 +54,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -63,6 +70,7 @@ from aio_pika.abc import (
 )
 from tenacity import (
     AsyncRetrying,
+    retry_if_exception,
     retry_if_exception_type,
     retry_if_not_exception_type,
     stop_after_delay,
@@ -112,6 +120,24 @@ def _mask(url: str) -> str:
     return str(parsed.with_password("***")) if parsed.password else str(parsed)
 
 
+# TLS errors that only say the link went away (a broker restarting mid-handshake)
+# are outages like any other; the rest (a refused certificate, an alert from the
+# broker) are configuration errors.
+_TRANSIENT_TLS_ERRORS = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
+
+
+def _tls_failure(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS configuration error behind a failed connect (aiormq wraps it), if any."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLError):
+            return None if isinstance(seen, _TRANSIENT_TLS_ERRORS) else seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 class RabbitBus(Bus):
     """A ``Bus`` on RabbitMQ; see the module docstring for the topology and guarantees."""
 
@@ -127,7 +153,10 @@ class RabbitBus(Bus):
         reconnect_interval: float = 1.0,
         heartbeat: int = 30,
         connection_name: str = "apkfarm",
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        """``ssl_context`` applies to ``amqps://`` URLs; without it aio-pika trusts the
+        system's CAs and presents no client certificate."""
         super().__init__(max_deliveries=max_deliveries, max_body_bytes=max_body_bytes)
         names.queue_name(exchange_prefix)
         self._url = url
@@ -137,6 +166,7 @@ class RabbitBus(Bus):
         self._reconnect_interval = reconnect_interval
         self._heartbeat = heartbeat
         self._connection_name = connection_name
+        self._ssl_context = ssl_context
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractRobustChannel | None = None
         self._exchanges: dict[str, AbstractRobustExchange] = {}
@@ -178,7 +208,8 @@ class RabbitBus(Bus):
             stop=stop_after_delay(self._connect_timeout),
             wait=wait_exponential(multiplier=0.2, max=5),
             retry=retry_if_exception_type(_CONNECTION_ERRORS)
-            & retry_if_not_exception_type(_FATAL_CONNECT_ERRORS),
+            & retry_if_not_exception_type(_FATAL_CONNECT_ERRORS)
+            & retry_if_exception(lambda exc: _tls_failure(exc) is None),
             reraise=True,
         )
         try:
@@ -190,11 +221,25 @@ class RabbitBus(Bus):
                         heartbeat=self._heartbeat,
                         client_properties={"connection_name": self._connection_name},
                         timeout=10,
+                        ssl_context=self._ssl_context,
                     )
         except _CONNECTION_ERRORS as exc:
+            tls_error = _tls_failure(exc)
+            if tls_error is not None:
+                raise BusError(
+                    f"TLS handshake with RabbitMQ at {_mask(self._url)} failed: {tls_error} "
+                    "(the client must trust the CA that issued the broker's certificate, "
+                    "for this host name, and the broker the CA of the client's certificate)"
+                ) from exc
+            hint = ""
+            if URL(self._url).scheme == "amqps":
+                hint = (
+                    " (over TLS, a broker that requires client certificates drops "
+                    "connections that present none or one it does not trust)"
+                )
             raise BusError(
                 f"cannot connect to RabbitMQ at {_mask(self._url)} within "
-                f"{self._connect_timeout:.0f}s: {exc}"
+                f"{self._connect_timeout:.0f}s: {exc}{hint}"
             ) from exc
         assert self._connection is not None
         self._channel = await self._connection.channel(
