@@ -102,7 +102,7 @@ async def run(config: BuilderConfig) -> None:
     settings = worker_settings(config)
     service = f"builder-{config.arch}"
     tls = tls_files(config, service)
-    bus = open_bus(config, service)
+    bus = open_bus(config, service, tls)
     artifacts = open_store(config)
     repository = open_store(config, prefix=REPOSITORY_PREFIX)
     signer = GrpcSignerClient(config.signer_address, tls, server_identity="signer")

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import dataclasses
 import os
+import ssl
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
@@ -56,7 +57,9 @@ class CommonConfig:
         "APKFARM_TLS_DIR", None, "directory with ca.crt, <identity>.crt and <identity>.key"
     )
     insecure_no_tls: bool = setting(
-        "APKFARM_INSECURE_NO_TLS", False, "serve and call gRPC without TLS (tests only)"
+        "APKFARM_INSECURE_NO_TLS",
+        False,
+        "serve and call gRPC without TLS; an amqps:// URL then trusts the system CAs (tests only)",
     )
     shutdown_grace: float = setting(
         "APKFARM_SHUTDOWN_GRACE", 30.0, "seconds to finish work after SIGTERM"
@@ -66,7 +69,12 @@ class CommonConfig:
 @dataclass(frozen=True)
 class BusConfig:
     amqp_url: str = setting(
-        "APKFARM_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ URL", secret=True
+        "APKFARM_AMQP_URL",
+        "amqp://guest:guest@127.0.0.1:5672/",
+        "RabbitMQ URL; amqps://USER:PASSWORD@HOST:5671/ for TLS: the broker's certificate "
+        "must come from the farm CA in APKFARM_TLS_DIR and name HOST, and the service "
+        "presents its own certificate",
+        secret=True,
     )
     max_deliveries: int = setting(
         "APKFARM_MAX_DELIVERIES", 5, "deliveries of one message before it is dead-lettered"
@@ -99,10 +107,39 @@ def tls_files(config: CommonConfig, service: str) -> TlsFiles | None:
     return TlsFiles.in_directory(config.tls_dir, identity_of(config, service))
 
 
-def open_bus(config: BusConfig, name: str) -> Bus:
+def amqps_context(files: TlsFiles) -> ssl.SSLContext:
+    """A TLS client context for the broker: trusts only the farm CA, presents the service's
+    certificate, TLS 1.2 or newer, and checks the broker's certificate names the host dialled."""
+    try:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(files.ca))
+        context.load_cert_chain(files.certificate, files.key)
+    except OSError as exc:  # ssl.SSLError included
+        raise ApkfarmError(
+            f"TLS for RabbitMQ: cannot load {files.ca}, {files.certificate} or {files.key}: {exc}"
+        ) from exc
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.check_hostname = True
+    context.verify_mode = ssl.CERT_REQUIRED
+    # Python 3.13 turned on OpenSSL's strict X.509 checks, which demand key
+    # identifier extensions that `apkfarm certs init` certificates do not carry
+    # (gRPC's TLS does not ask for them). The chain must still lead to the farm CA.
+    context.verify_flags &= ~ssl.VERIFY_X509_STRICT
+    return context
+
+
+def open_bus(config: BusConfig, name: str, tls: TlsFiles | None) -> Bus:
+    """The farm's bus. An ``amqps://`` URL with ``tls`` (the service's mTLS files) trusts
+    only the farm CA and presents the service's certificate; without ``tls`` (TLS switched
+    off for tests) an ``amqps://`` URL falls back to the system's trust store."""
     from apkfarm.bus.rabbit import RabbitBus  # noqa: PLC0415 - aio-pika only where needed
 
-    return RabbitBus(config.amqp_url, max_deliveries=config.max_deliveries, connection_name=name)
+    secure = config.amqp_url.lower().startswith("amqps://")
+    return RabbitBus(
+        config.amqp_url,
+        max_deliveries=config.max_deliveries,
+        connection_name=name,
+        ssl_context=amqps_context(tls) if secure and tls is not None else None,
+    )
 
 
 # The public repository lives under this prefix of the farm's bucket; code

@@ -16,6 +16,7 @@ from apkfarm.services.common.app import (
     open_store,
     serve,
     service_main,
+    tls_files,
 )
 from apkfarm.services.common.config import ConfigError, setting
 from apkfarm.services.fetcher.consumer import FetchConsumer
@@ -126,7 +127,7 @@ async def run(config: FetcherConfig) -> None:
     for chatty in ("httpx", "httpcore"):
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
     identity = identity_of(config, SERVICE)
-    bus = open_bus(config, f"apkfarm-{identity}")
+    bus = open_bus(config, f"apkfarm-{identity}", tls_files(config, SERVICE))
     store = open_store(config)
     fetcher = SourceFetcher(
         store,

@@ -96,8 +96,9 @@ class IndexerConfig(CommonConfig, BusConfig, StoreConfig):
 async def run(config: IndexerConfig) -> None:
     """Run the indexer until SIGTERM/SIGINT."""
     identity = identity_of(config, SERVICE)
-    bus = open_bus(config, f"apkfarm-{identity}")
-    signer = GrpcSignerClient(config.signer_address, tls_files(config, SERVICE))
+    tls = tls_files(config, SERVICE)
+    bus = open_bus(config, f"apkfarm-{identity}", tls)
+    signer = GrpcSignerClient(config.signer_address, tls)
     indexer = Indexer(
         bus=bus,
         artifacts=open_store(config),

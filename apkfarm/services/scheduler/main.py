@@ -71,7 +71,8 @@ class SchedulerConfig(CommonConfig, BusConfig, StoreConfig):
 
 
 async def run(config: SchedulerConfig) -> None:
-    bus = open_bus(config, "scheduler")
+    tls = tls_files(config, "scheduler")
+    bus = open_bus(config, "scheduler", tls)
     artifacts = open_store(config)
     repository = open_store(config, prefix=REPOSITORY_PREFIX)
     state = StateStore(config.state_dir / "scheduler.db")
@@ -91,7 +92,6 @@ async def run(config: SchedulerConfig) -> None:
         issuer=TokenIssuer(load_private_key(config.job_token_key)),
         identity=config.identity or "scheduler",
     )
-    tls = tls_files(config, "scheduler")
 
     async def start() -> None:
         await bus.start()
