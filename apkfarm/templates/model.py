@@ -39,12 +39,31 @@ class CustomTarget:
     after: str | None
 
 
+_SEQUENCES = (list, tuple)  # not `list | tuple`: that builds a union object per call
+
+
 def _strings(value: Any) -> tuple[str, ...]:
-    if isinstance(value, list | tuple):
+    if isinstance(value, _SEQUENCES):
         return tuple(map(str, value))
     if isinstance(value, str):
         return (value,)
     return ()
+
+
+def _derived(
+    category: str, pkgname: str, pkgver: str, pkgrel: int, fields: Mapping[str, Any]
+) -> dict[str, Any]:
+    """A Template's attributes that follow from its fields."""
+    get = fields.get
+    return {
+        "full_name": f"{category}/{pkgname}",
+        "version": f"{pkgver}-r{pkgrel}",
+        "hostmakedepends": _strings(get("hostmakedepends")),
+        "makedepends": _strings(get("makedepends")),
+        "checkdepends": _strings(get("checkdepends")),
+        "depends": _strings(get("depends")),
+        "provides": _strings(get("provides")),
+    }
 
 
 @dataclass(frozen=True)
@@ -73,6 +92,31 @@ class Subpackage:
             depends=_strings(self.fields.get("depends")),
             provides=_strings(self.fields.get("provides")),
         )
+
+    @classmethod
+    def assemble(
+        cls,
+        *,
+        name: str,
+        declared: str,
+        alternative: str | None,
+        install: Mapping[str, Any],
+        fields: Mapping[str, Any],
+        options: Mapping[str, bool],
+    ) -> Subpackage:
+        """``Subpackage(...)`` for the loader's hot path (see ``Template.assemble``)."""
+        subpackage = object.__new__(cls)
+        subpackage.__dict__.update(
+            name=name,
+            declared=declared,
+            alternative=alternative,
+            install=install,
+            fields=fields,
+            options=options,
+            depends=_strings(fields.get("depends")),
+            provides=_strings(fields.get("provides")),
+        )
+        return subpackage
 
     @property
     def install_if(self) -> tuple[str, ...]:
@@ -125,13 +169,55 @@ class Template:
     provides: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        derived: dict[str, object] = {
-            "full_name": f"{self.category}/{self.pkgname}",
-            "version": f"{self.pkgver}-r{self.pkgrel}",
-        }
-        for name in ("hostmakedepends", "makedepends", "checkdepends", "depends", "provides"):
-            derived[name] = _strings(self.fields.get(name))
-        self.__dict__.update(derived)  # frozen: set once, here
+        self.__dict__.update(
+            _derived(self.category, self.pkgname, self.pkgver, self.pkgrel, self.fields)
+        )
+
+    @classmethod
+    def assemble(
+        cls,
+        *,
+        category: str,
+        pkgname: str,
+        pkgver: str,
+        pkgrel: int,
+        fields: Mapping[str, Any],
+        options: Mapping[str, bool],
+        subpackages: tuple[Subpackage, ...],
+        all_subpackages: tuple[str, ...],
+        hooks: tuple[str, ...],
+        custom_targets: tuple[CustomTarget, ...],
+        excluded: str | None,
+        log: tuple[str, ...],
+        digest: str,
+        key: str,
+        repositories: tuple[str, ...],
+    ) -> Template:
+        """``Template(...)`` with every argument given, for the loader's hot path.
+
+        The same object, made without the frozen dataclass's ``__init__``
+        (one ``object.__setattr__`` per field): a load makes thousands.
+        """
+        template = object.__new__(cls)
+        template.__dict__.update(
+            category=category,
+            pkgname=pkgname,
+            pkgver=pkgver,
+            pkgrel=pkgrel,
+            fields=fields,
+            options=options,
+            subpackages=subpackages,
+            all_subpackages=all_subpackages,
+            hooks=hooks,
+            custom_targets=custom_targets,
+            excluded=excluded,
+            log=log,
+            digest=digest,
+            key=key,
+            repositories=repositories,
+            **_derived(category, pkgname, pkgver, pkgrel, fields),
+        )
+        return template
 
     @property
     def archs(self) -> tuple[str, ...] | None:

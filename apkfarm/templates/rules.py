@@ -54,8 +54,12 @@ FIELD_DEFAULTS: Mapping[str, Any] = {
     f.name: tuple(f.default) if isinstance(f.default, list) else f.default for f in FIELDS
 }
 _SUBPACKAGE_FIELDS = tuple(f for f in FIELDS if f.subpkg)
+# A subpackage's fields before the template's values for inherited ones (same order).
+_SUBPACKAGE_BASE: Mapping[str, Any] = {f.name: FIELD_DEFAULTS[f.name] for f in _SUBPACKAGE_FIELDS}
+_INHERITED: tuple[str, ...] = tuple(f.name for f in _SUBPACKAGE_FIELDS if f.inherit)
 _MANDATORY_FIELDS = tuple(f for f in FIELDS if f.mandatory)
-_ARCHS_TYPES = (list, tuple, type(None))
+_MANDATORY_NAMES = frozenset(f.name for f in _MANDATORY_FIELDS)
+_BUILD_LISTS = ("hostmakedepends", "makedepends", "checkdepends")
 
 
 @functools.lru_cache(maxsize=1 << 17)
@@ -139,32 +143,63 @@ def _dependency_problems(
     problems: list[str] = []
     if not entries:
         return problems
+    # Trees repeat the same few thousand names in every list: judge each
+    # string once per kind of list, then look the verdict up.
+    verdicts = _VERDICTS.get((field, build, runtime))
+    if verdicts is None or len(verdicts) > _VERDICTS_MAX:
+        verdicts = _VERDICTS[(field, build, runtime)] = {}
     for entry in entries:
-        if not isinstance(entry, str):
-            problems.append(f"{field} contains a {type(entry).__name__}, not a string")
-            continue
-        parsed = dependency(entry)
-        if parsed is None:
-            problems.append(f"{field}: {_parse_problem(entry)}")
-            continue
-        if build and (
-            parsed.conflict
-            or parsed.op is not None
-            or parsed.provider is not None
-            or ":" in parsed.name
-        ):
-            problems.append(f"{field} entry '{entry}' must be a plain template or subpackage name")
-        if (
-            runtime
-            and not parsed.conflict
-            and parsed.name.startswith(VIRTUAL_PREFIXES)
-            and parsed.provider is None
-        ):
-            problems.append(
-                f"virtual dependency '{entry}' has no specified provider "
-                "(specify one by appending '!provider')"
-            )
+        if type(entry) is str:
+            verdict = verdicts.get(entry)
+            if verdict is None:
+                verdict = verdicts[entry] = _entry_problems(
+                    field, entry, build=build, runtime=runtime
+                )
+        else:
+            verdict = _entry_problems(field, entry, build=build, runtime=runtime)
+        if verdict:
+            problems += verdict
     return problems
+
+
+# A dependency that is a bare package name: the characters apk allows in
+# names (version._NAME) except ':', so neither a virtual name, an operator,
+# a provider nor a conflict. It parses to Dependency(entry) with no problem.
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9+\-._,/\[\]]+")
+
+# (field, build, runtime) -> entry -> its problems; bounded, as a scheduler runs for months.
+_VERDICTS: dict[tuple[str, bool, bool], dict[str, tuple[str, ...]]] = {}
+_VERDICTS_MAX = 1 << 17
+
+
+def _entry_problems(field: str, entry: Any, *, build: bool, runtime: bool) -> tuple[str, ...]:
+    """What is wrong with one entry of a dependency list (usually nothing)."""
+    if not isinstance(entry, str):
+        return (f"{field} contains a {type(entry).__name__}, not a string",)
+    if build and _PLAIN_NAME.fullmatch(entry):
+        return ()  # what parsing would find, without parsing (build lists are mostly these)
+    parsed = dependency(entry)
+    if parsed is None:
+        return (f"{field}: {_parse_problem(entry)}",)
+    problems: list[str] = []
+    if build and (
+        parsed.conflict
+        or parsed.op is not None
+        or parsed.provider is not None
+        or ":" in parsed.name
+    ):
+        problems.append(f"{field} entry '{entry}' must be a plain template or subpackage name")
+    if (
+        runtime
+        and not parsed.conflict
+        and parsed.name.startswith(VIRTUAL_PREFIXES)
+        and parsed.provider is None
+    ):
+        problems.append(
+            f"virtual dependency '{entry}' has no specified provider "
+            "(specify one by appending '!provider')"
+        )
+    return tuple(problems)
 
 
 def _provides_problems(field: str, entries: Sequence[Any]) -> list[str]:
@@ -237,13 +272,45 @@ def apply_rules(
     """Turn one worker result into a Template, or the reasons cbuild refuses it."""
     if not raw.get("ok"):
         return RuleOutcome(None, (str(raw.get("error", "evaluation failed")),))
+    try:
+        return _apply_rules(
+            raw,
+            category=category,
+            dirname=dirname,
+            context=context,
+            policy=policy,
+            digest=digest,
+            key=key,
+            repositories=repositories,
+        )
+    except (TypeError, AttributeError, KeyError, ValueError) as error:
+        # The worker checks types, but it shares its process with template
+        # code, which may have tampered with it: what it sends is input.
+        return RuleOutcome(None, (f"the evaluation worker sent a malformed result ({error!r})",))
+
+
+def _apply_rules(
+    raw: Mapping[str, Any],
+    *,
+    category: str,
+    dirname: str,
+    context: BuildContext,
+    policy: LoadPolicy,
+    digest: str,
+    key: str,
+    repositories: tuple[str, ...],
+) -> RuleOutcome:
+    # Runs once per template per cold load: fields left at their defaults
+    # are skipped, and the common case takes as few steps as possible.
     written: Mapping[str, Any] = raw.get("fields", {})
-    errors: list[str] = [str(p) for p in raw.get("problems", [])]
-    for f in _MANDATORY_FIELDS:
-        if f.name not in written and not any(
-            p.startswith(f"invalid value for field {f.name} ") for p in errors
-        ):
-            errors.append(f"mandatory template field not declared: {f.name}")
+    problems = raw.get("problems")
+    errors: list[str] = [str(p) for p in problems] if problems else []
+    if not written.keys() >= _MANDATORY_NAMES:
+        for f in _MANDATORY_FIELDS:
+            if f.name not in written and not any(
+                p.startswith(f"invalid value for field {f.name} ") for p in errors
+            ):
+                errors.append(f"mandatory template field not declared: {f.name}")
     if errors:
         return RuleOutcome(None, tuple(errors))
 
@@ -255,11 +322,12 @@ def apply_rules(
     if "origin" not in written:
         fields["origin"] = pkgname  # cbuild fills it in; subpackages inherit it
     written_options = fields["options"]
-    if any(not isinstance(o, str) for o in written_options):
+    if written_options and any(not isinstance(o, str) for o in written_options):
         errors.append("options must be a list of strings")
         written_options = [o for o in written_options if isinstance(o, str)]
     options, unknown = resolve_options(written_options, pkgname)
-    errors += [f"unknown option: {name}" for name in unknown]
+    if unknown:
+        errors += [f"unknown option: {name}" for name in unknown]
 
     pkgver: str = fields["pkgver"]
     pkgrel: int = fields["pkgrel"]
@@ -277,31 +345,98 @@ def apply_rules(
             errors.append("package name must be lowercase")
         errors += pkgdesc_problems(fields["pkgdesc"])
         errors += url_problems(fields["url"])
-        errors += [f"unknown variable: {name}" for name in raw.get("unknown_variables", [])]
-        errors += [f"unknown hook: {name}" for name in raw.get("unknown_hooks", [])]
+        unknown_variables = raw.get("unknown_variables")
+        if unknown_variables:
+            errors += [f"unknown variable: {name}" for name in unknown_variables]
+        unknown_hooks = raw.get("unknown_hooks")
+        if unknown_hooks:
+            errors += [f"unknown hook: {name}" for name in unknown_hooks]
 
     build_style = fields["build_style"]
     if build_style is not None and build_style not in BUILD_STYLES:
         errors.append(f"unknown build_style '{build_style}'")
-    if not isinstance(fields["archs"], _ARCHS_TYPES) or (
-        fields["archs"] is not None and any(not isinstance(a, str) for a in fields["archs"])
+    archs = fields["archs"]
+    if archs is not None and (
+        not isinstance(archs, list | tuple) or any(not isinstance(a, str) for a in archs)
     ):
         errors.append("archs must be a list of strings")
 
-    for name in ("hostmakedepends", "makedepends", "checkdepends"):
-        errors += _dependency_problems(name, fields[name], build=True, runtime=False)
-    errors += _dependency_problems("depends", fields["depends"], build=False, runtime=True)
-    errors += _dependency_problems("install_if", fields["install_if"], build=False, runtime=False)
-    errors += _provides_problems("provides", fields["provides"])
-    errors += _hardening_problems("", fields["hardening"])
-    errors += _install_if_problems(pkgname, fields["install_if"], full_version)
-    for name in ("provider_priority", "replaces_priority"):
-        if fields[name] < 0:
-            errors.append(f"{name} must be positive")
+    for name in _BUILD_LISTS:
+        entries = fields[name]
+        if entries:
+            errors += _dependency_problems(name, entries, build=True, runtime=False)
+    if fields["depends"]:
+        errors += _dependency_problems("depends", fields["depends"], build=False, runtime=True)
+    install_if = fields["install_if"]
+    if install_if:
+        errors += _dependency_problems("install_if", install_if, build=False, runtime=False)
+    if fields["provides"]:
+        errors += _provides_problems("provides", fields["provides"])
+    if fields["hardening"]:
+        errors += _hardening_problems("", fields["hardening"])
+    if install_if:
+        errors += _install_if_problems(pkgname, install_if, full_version)
+    if fields["provider_priority"] < 0:
+        errors.append("provider_priority must be positive")
+    if fields["replaces_priority"] < 0:
+        errors.append("replaces_priority must be positive")
 
     subpackages: list[Subpackage] = []
+    declared = raw.get("subpackages")
+    if declared:
+        errors += _subpackages(
+            declared,
+            pkgname=pkgname,
+            fields=fields,
+            options=options,
+            full_version=full_version,
+            subpackages=subpackages,
+        )
+
+    if errors:
+        return RuleOutcome(None, tuple(errors))
+
+    excluded = _exclusion(fields, options, category, context, policy)
+    custom_targets = raw.get("custom_targets")
+    log = raw.get("log")
+    template = Template.assemble(
+        category=category,
+        pkgname=pkgname,
+        pkgver=pkgver,
+        pkgrel=pkgrel,
+        fields=fields,
+        options=options,
+        subpackages=tuple(subpackages),
+        all_subpackages=tuple(raw.get("all_subpackages") or ()),
+        hooks=tuple(raw.get("hooks") or ()),
+        custom_targets=tuple(
+            CustomTarget(str(t.get("name")), t.get("after")) for t in custom_targets
+        )
+        if custom_targets
+        else (),
+        excluded=excluded,
+        log=tuple(log) if log else (),
+        digest=digest,
+        key=key,
+        repositories=repositories,
+    )
+    return RuleOutcome(template, ())
+
+
+def _subpackages(
+    declared: Sequence[Mapping[str, Any]],
+    *,
+    pkgname: str,
+    fields: Mapping[str, Any],
+    options: Mapping[str, bool],
+    full_version: str,
+    subpackages: list[Subpackage],
+) -> list[str]:
+    """Check the subpackages the worker reported; append them to `subpackages`."""
+    errors: list[str] = []
     seen = {pkgname}
-    for entry in raw.get("subpackages", []):
+    inherited = {name: fields[name] for name in _INHERITED}
+    for entry in declared:
         name = entry["name"]
         if name in seen:
             errors.append(f"subpackage '{name}' already exists")
@@ -311,26 +446,24 @@ def apply_rules(
             errors.append(f"subpackage '{name}' must be lowercase")
         # The worker reports what differs from the default (the template's
         # value for inherited fields); the rest is rebuilt here.
-        sp_fields: dict[str, Any] = {
-            f.name: fields[f.name] if f.inherit else FIELD_DEFAULTS[f.name]
-            for f in _SUBPACKAGE_FIELDS
-        }
-        sp_fields.update(entry["fields"])
+        sp_fields: dict[str, Any] = {**_SUBPACKAGE_BASE, **inherited, **entry["fields"]}
         sp_written = [o for o in sp_fields.get("options", []) if isinstance(o, str)]
         sp_options, sp_unknown = resolve_options(sp_written, name, options)
         errors += [f"unknown subpackage option: {o}" for o in sp_unknown]
         where = f"subpackage '{name}': "
-        errors += [
-            where + p
-            for p in _dependency_problems(
-                "depends", sp_fields.get("depends", []), build=False, runtime=True
-            )
-        ]
-        errors += [where + p for p in _provides_problems("provides", sp_fields.get("provides", []))]
+        depends = sp_fields.get("depends", [])
+        if depends:
+            errors += [
+                where + p
+                for p in _dependency_problems("depends", depends, build=False, runtime=True)
+            ]
+        provides = sp_fields.get("provides", [])
+        if provides:
+            errors += [where + p for p in _provides_problems("provides", provides)]
         errors += _hardening_problems(where, sp_fields.get("hardening", []))
         errors += _install_if_problems(name, sp_fields.get("install_if", []), full_version)
         subpackages.append(
-            Subpackage(
+            Subpackage.assemble(
                 name=name,
                 declared=entry["declared"],
                 alternative=entry.get("alternative"),
@@ -339,28 +472,4 @@ def apply_rules(
                 options=sp_options,
             )
         )
-
-    if errors:
-        return RuleOutcome(None, tuple(errors))
-
-    excluded = _exclusion(fields, options, category, context, policy)
-    template = Template(
-        category=category,
-        pkgname=pkgname,
-        pkgver=pkgver,
-        pkgrel=pkgrel,
-        fields=fields,
-        options=options,
-        subpackages=tuple(subpackages),
-        all_subpackages=tuple(raw.get("all_subpackages", [])),
-        hooks=tuple(raw.get("hooks", [])),
-        custom_targets=tuple(
-            CustomTarget(str(t.get("name")), t.get("after")) for t in raw.get("custom_targets", [])
-        ),
-        excluded=excluded,
-        log=tuple(raw.get("log", [])),
-        digest=digest,
-        key=key,
-        repositories=repositories,
-    )
-    return RuleOutcome(template, ())
+    return errors

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -9,9 +10,12 @@ from test_templates_helpers import raw
 
 from apkfarm.profiles import resolve_context
 from apkfarm.templates import LoadPolicy
+from apkfarm.templates.model import Subpackage, Template
 from apkfarm.templates.rules import (
     RuleOutcome,
+    _parse_problem,
     apply_rules,
+    dependency,
     pkgdesc_problems,
     url_problems,
 )
@@ -327,3 +331,94 @@ def test_archs_decide_last_and_broken_wins_first() -> None:
 
 def test_archs_must_be_strings() -> None:
     assert "archs must be a list of strings" in errors_of(raw("foo", archs=["x86_64", 3]))
+
+
+# Every character apk allows in a name, and a few it does not.
+NAME_CHARACTERS = "abcXYZ019+-._,:/[]"
+ODD_CHARACTERS = " !<=>~@*\t"
+
+
+@pytest.mark.parametrize("character", list(NAME_CHARACTERS + ODD_CHARACTERS))
+def test_plain_build_dependencies_are_judged_as_parsing_would(character: str) -> None:
+    # Build lists skip parsing for bare names; what they say must not change.
+    for entry in (f"foo{character}bar", f"{character}foo", f"foo{character}"):
+        parsed = dependency(entry)
+        expected = []
+        if parsed is None:
+            expected.append(f"makedepends: {_parse_problem(entry)}")
+        elif parsed.conflict or parsed.op or parsed.provider or ":" in parsed.name:
+            expected.append(
+                f"makedepends entry '{entry}' must be a plain template or subpackage name"
+            )
+        result = raw("foo", makedepends=[entry])
+        assert [e for e in check_errors(result) if e.startswith("makedepends")] == expected
+
+
+def check_errors(result: dict[str, Any]) -> list[str]:
+    return list(check(result).errors)
+
+
+def test_repeated_dependency_entries_are_reported_for_every_template() -> None:
+    # Verdicts are remembered per entry; each template still gets its message.
+    for name in ("foo", "bar", "baz"):
+        assert errors_of(raw(name, makedepends=["x>=1"], depends=["cmd:y", "cmd:y"])) == [
+            "makedepends entry 'x>=1' must be a plain template or subpackage name",
+            "virtual dependency 'cmd:y' has no specified provider "
+            "(specify one by appending '!provider')",
+            "virtual dependency 'cmd:y' has no specified provider "
+            "(specify one by appending '!provider')",
+        ]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"pkgdesc": 3},
+        {"provider_priority": "high"},
+        {"url": ["https://example.org"]},
+        {"hardening": 5},
+    ],
+)
+def test_a_forged_worker_result_is_refused_not_raised(fields: dict[str, Any]) -> None:
+    # Template code shares the worker's process and may forge its report.
+    result = raw("foo")
+    result["fields"].update(fields)
+    errors = errors_of(result)
+    assert len(errors) == 1
+    assert errors[0].startswith("the evaluation worker sent a malformed result")
+
+
+def test_a_forged_result_without_field_mapping_is_refused() -> None:
+    errors = errors_of({"ok": True, "fields": ["pkgname"]}, dirname="foo")
+    assert errors[0].startswith("the evaluation worker sent a malformed result")
+
+
+def test_assembled_templates_equal_constructed_ones() -> None:
+    outcome = check(
+        raw(
+            "foo",
+            makedepends=["bar"],
+            depends=["so:libz.so.1!zlib"],
+            provides=["cmd:foo=1.0-r0"],
+            subpackages=[{"name": "foo-devel", "depends": ["bar"], "provides": ["pc:foo"]}],
+        )
+    )
+    assembled = outcome.template
+    assert assembled is not None
+    values = {f.name: getattr(assembled, f.name) for f in dataclasses.fields(Template) if f.init}
+    constructed = Template(**values)
+    assert constructed == assembled
+    for name in ("full_name", "version", "makedepends", "depends", "provides", "package_names"):
+        assert getattr(constructed, name) == getattr(assembled, name)
+    assert assembled.depends == ("so:libz.so.1!zlib",)
+    (sub,) = assembled.subpackages
+    sub_values = {f.name: getattr(sub, f.name) for f in dataclasses.fields(Subpackage) if f.init}
+    rebuilt = Subpackage(**sub_values)
+    assert rebuilt == sub
+    assert (
+        (rebuilt.depends, rebuilt.provides)
+        == (sub.depends, sub.provides)
+        == (("bar",), ("pc:foo",))
+    )
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        assembled.pkgname = "bar"  # type: ignore[misc]
