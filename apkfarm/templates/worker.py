@@ -29,22 +29,29 @@ from __future__ import annotations
 import builtins
 import json
 import os
-import pathlib
 import resource
 import sys
-import traceback
-from collections.abc import Callable
-from typing import Any
+
+# Every worker imports this module afresh, and start-up is part of a cold
+# load: pathlib and traceback are imported only when used, typing never.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import pathlib
+    from collections.abc import Callable
+    from typing import Any
+
+    JSONDict = dict[str, Any]
 
 PROTOCOL = 1
 MAX_RESULT_BYTES = 8 << 20
 MOUNT = "/ports"  # where the ports tree is bound inside the sandbox
 
-_dumps = json.dumps
+# One encoder for every message: json.dumps() with arguments builds one per
+# call. Results are fresh trees of plain data (_to_data), so no cycle check.
+_dumps = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 _loads = json.loads
 _write = os.write
 
-JSONDict = dict[str, Any]
 _UNSET = object()
 
 
@@ -153,7 +160,12 @@ class Profile:
         self.repos: list[str] = list(data["repos"])
         self.data = data
         self.cross = cross
-        self.sysroot = pathlib.Path("/usr") / self.triplet if cross else pathlib.Path("/")
+
+    @property
+    def sysroot(self) -> pathlib.Path:
+        import pathlib  # noqa: PLC0415 - only for templates that ask
+
+        return pathlib.Path("/usr") / self.triplet if self.cross else pathlib.Path("/")
 
     def __call__(self) -> Profile:
         return self
@@ -238,6 +250,8 @@ class Template(Package):
 
     @property
     def template_path(self) -> pathlib.Path:
+        import pathlib  # noqa: PLC0415 - only for templates that ask
+
         return pathlib.Path(MOUNT) / self.repository / self.pkgname
 
     @property
@@ -431,7 +445,8 @@ def _to_data(value: Any, where: str, depth: int = 0) -> Any:
                 raise TemplateError(f"{where} has a non-string key {key!r}")
             out[key] = _to_data(item, where, depth + 1)
         return out
-    if isinstance(value, pathlib.PurePath):
+    pathlib = sys.modules.get("pathlib")  # no path object exists unless it was imported
+    if pathlib is not None and isinstance(value, pathlib.PurePath):
         return str(value)
     raise TemplateError(f"{where} holds a {type(value).__name__} value that cannot be recorded")
 
@@ -468,6 +483,8 @@ def _install_data(name: str, returned: Any) -> JSONDict:
 
 
 def _where(error: BaseException, filename: str) -> str:
+    import traceback  # noqa: PLC0415 - only when a template fails
+
     lines = [f.lineno for f in traceback.extract_tb(error.__traceback__) if f.filename == filename]
     return f" (line {lines[-1]})" if lines else ""
 
@@ -538,6 +555,7 @@ class Evaluation:
         unknown_variables: list[str] = []
         unknown_hooks: list[str] = []
         hooks: list[str] = []
+        types = spec.types
         for name, value in namespace.items():
             if name.startswith("_"):
                 continue
@@ -549,16 +567,23 @@ class Evaluation:
                         break
                 (hooks if stripped in spec.phases else unknown_hooks).append(name)
                 continue
-            field = spec.by_name.get(name)
-            if field is None:
+            if name not in types:
                 unknown_variables.append(name)
                 continue
-            problem = _type_problem(name, value, spec.types[name])
-            if problem:
-                self.problems.append(problem)
-                continue
+            # Most values have the right type and are plain: check and copy
+            # those here, without the general functions' calls.
+            expected = types[name]
+            if expected is None or not isinstance(value, expected):
+                problem = _type_problem(name, value, expected)
+                if problem:
+                    self.problems.append(problem)
+                    continue
             setattr(template, name, value)
-            fields[name] = _to_data(value, f"field {name}")
+            kind = type(value)
+            if kind is str or kind is int or kind is bool or value is None:
+                fields[name] = value
+            else:
+                fields[name] = _to_data(value, f"field {name}")
         template.pkgver = namespace.get("pkgver")
         template.pkgrel = namespace.get("pkgrel")
         if "origin" not in fields:
@@ -660,7 +685,7 @@ def evaluate(spec: Spec, item: JSONDict, context: Context) -> JSONDict:
 
 def _send(fd: int, message: JSONDict) -> None:
     try:
-        data = _dumps(message, separators=(",", ":")).encode("utf-8", "surrogatepass")
+        data = _dumps(message).encode("utf-8", "surrogatepass")
     except (TypeError, ValueError, RecursionError) as error:
         data = _dumps(
             {"id": message.get("id"), "ok": False, "error": f"result cannot be recorded: {error}"}

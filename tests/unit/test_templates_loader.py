@@ -191,6 +191,15 @@ def test_types_unknown_variables_and_hooks_are_reported(tmp_path: Path) -> None:
     assert errors == ["unknown hook: frobnicate", "unknown variable: maintainer"]
 
 
+def test_path_values_are_recorded_as_strings(tmp_path: Path) -> None:
+    # The worker imports pathlib only when a template uses a path.
+    source = template_source(
+        "bad", "env = {'PATCHES': self.patches_path, 'ROOT': self.profile().sysroot}\n"
+    )
+    template = load_one(tmp_path, source).templates["main/bad"]
+    assert template.fields["env"] == {"PATCHES": "/ports/main/bad/patches", "ROOT": "/"}
+
+
 def test_subpackage_functions_must_be_named_underscore(tmp_path: Path) -> None:
     source = template_source("bad", "@subpackage('bad-devel')\ndef _devel(self):\n    return []\n")
     result = load_one(tmp_path, source, links={"main/bad-devel": "bad"})
