@@ -14,8 +14,12 @@ Steps, each cached so that a second run only redoes what changed:
    ``apkfarm/<name>:dev`` and one ``apkfarm/builder-<arch>:dev`` per architecture.
 4. Local stand-ins for the third-party images compose names (RabbitMQ,
    SeaweedFS for S3, Prometheus), for ``compose.local.yaml`` and the tests.
+5. Removes the previous versions these builds left dangling (a tag moved to
+   the new image): only images labelled ``org.apkfarm.image``, which every image
+   built here carries, and the build-cache records only they used; other images
+   and the rest of the build cache are never touched (``--no-prune`` keeps them).
 
-Prints the size of every image and the time of every step.
+Prints the size of every image, the time of every step and the space freed.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -43,6 +48,9 @@ CACHE = TOP / ".cache"
 WHEELHOUSE = CACHE / "wheelhouse"
 SERVICES_DIR = TOP / "apkfarm" / "services"
 LOCAL_DIR = TOP / "deploy" / "local"
+# Every image built here carries this label (value: the image's short name, as
+# the Dockerfiles also declare it), so pruning can tell our images from others.
+IMAGE_LABEL = "org.apkfarm.image"
 
 # What the apkfarm wheel is built from: any change here rebuilds it.
 OWN_SOURCES = (TOP / "apkfarm", TOP / "pyproject.toml", TOP / "README.md")
@@ -106,6 +114,46 @@ class Image:
     dockerfile: Path
     context: Path
     build_args: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def label(self) -> str:
+        """The value of IMAGE_LABEL: ``apkfarm/builder-aarch64:dev`` -> ``builder-aarch64``."""
+        return image_name(self.tag)
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """What a prune did: image ids removed and kept, cache records removed, bytes freed.
+
+    ``freed_bytes`` adds up the engine's own figures, which it prints to four
+    significant digits.
+    """
+
+    removed: tuple[str, ...]
+    kept: tuple[str, ...]
+    cache_records: int
+    freed_bytes: int
+
+
+def image_name(tag: str) -> str:
+    return tag.rsplit("/", 1)[-1].split(":", 1)[0]
+
+
+# Sizes as the docker CLI prints them: decimal units, e.g. "80.55MB", "0B".
+_HUMAN_SIZE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([kMGTPEZY]?)B$")
+_UNITS = {
+    prefix: int(1000**power)
+    for power, prefix in enumerate(("", "k", "M", "G", "T", "P", "E", "Z", "Y"))
+}
+
+
+def parse_size(text: str) -> int:
+    """Bytes from the docker CLI's size notation ("1.2GB" -> 1200000000)."""
+    found = _HUMAN_SIZE.match(text.strip())
+    if found is None:
+        raise ImageBuildError(f"docker printed a size this tool cannot read: {text!r}")
+    number, prefix = str(found.group(1)), str(found.group(2))
+    return round(float(number) * _UNITS[prefix])
 
 
 def log(message: str) -> None:
@@ -173,7 +221,16 @@ def build_base() -> None:
         strip_docs(root)
         tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
         imported = subprocess.run(
-            [DOCKER, "import", "--change", 'CMD ["/bin/bash"]', "-", BASE_IMAGE],
+            [
+                DOCKER,
+                "import",
+                "--change",
+                'CMD ["/bin/bash"]',
+                "--change",
+                f"LABEL {IMAGE_LABEL}={image_name(BASE_IMAGE)}",
+                "-",
+                BASE_IMAGE,
+            ],
             stdin=tar.stdout,
             check=False,
         )
@@ -342,11 +399,153 @@ def plan(archs: Sequence[str], local_infra: bool) -> list[Image]:
 
 
 def docker_build(image: Image) -> None:
+    # The apkfarm Dockerfiles declare the label themselves (for builds by hand);
+    # passing it here labels the local stand-ins too, whose Dockerfiles do not.
     argv = [DOCKER, "build", "--quiet", "-t", image.tag, "-f", str(image.dockerfile)]
+    argv += ["--label", f"{IMAGE_LABEL}={image.label}"]
     for name, value in image.build_args:
         argv += ["--build-arg", f"{name}={value}"]
     argv.append(str(image.context))
     run(argv, env=dict(os.environ, DOCKER_BUILDKIT="1"), what=f"building {image.tag}")
+
+
+def dangling_images() -> list[str]:
+    """Ids of the untagged images carrying IMAGE_LABEL: earlier versions of ours."""
+    result = subprocess.run(
+        [DOCKER, "image", "ls", "--quiet", "--no-trunc", "--filter", "dangling=true",
+         "--filter", f"label={IMAGE_LABEL}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise ImageBuildError(f"listing dangling images failed: {result.stderr.strip()}")
+    return sorted(set(result.stdout.split()))
+
+
+@dataclass(frozen=True)
+class CacheRecord:
+    """One BuildKit build-cache record, as ``docker system df --verbose`` lists it."""
+
+    id: str
+    parent: str
+    shared: bool  # some image in the store uses its layer
+
+
+def cache_records() -> dict[str, CacheRecord]:
+    result = subprocess.run(
+        [DOCKER, "system", "df", "--verbose", "--format", "{{json .}}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise ImageBuildError(f"docker system df failed: {result.stderr.strip()}")
+    records = json.loads(result.stdout).get("BuildCache") or []
+    return {
+        record["ID"]: CacheRecord(
+            record["ID"], record.get("Parent") or "", record.get("Shared") == "true"
+        )
+        for record in records
+    }
+
+
+def shared_cache_records() -> set[str]:
+    """Ids of the BuildKit cache records whose layers some image in the store uses."""
+    return {record.id for record in cache_records().values() if record.shared}
+
+
+def reclaimed_bytes(output: str) -> int:
+    """The figure a docker prune command ends with ("Total reclaimed space: 1.2GB")."""
+    found = re.search(r"^Total reclaimed space: (\S+)$", output, re.MULTILINE)
+    return parse_size(found.group(1)) if found else 0
+
+
+def children_first(record_ids: set[str]) -> list[str]:
+    """The records ordered so that each comes before the record it builds on."""
+    records = cache_records()
+
+    def depth(record: str) -> int:
+        levels = 0
+        while record in records and records[record].parent and levels <= len(records):
+            record, levels = records[record].parent, levels + 1
+        return levels
+
+    return sorted(record_ids, key=lambda record: (-depth(record), record))
+
+
+def prune_cache_records(record_ids: set[str]) -> tuple[int, int]:
+    """Prune these build-cache records; returns (records removed, bytes freed).
+
+    The engine takes one id per call and keeps a record while a child record
+    still builds on it, so children go first; another pass follows whenever
+    one removed something, for records the order could not place.
+    """
+    remaining, freed = set(record_ids), 0
+    while remaining:
+        removed_now = set()
+        for record in children_first(remaining):
+            result = subprocess.run(
+                [DOCKER, "builder", "prune", "--force", "--filter", f"id={record}"],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if result.returncode == 0 and record in result.stdout.split():
+                removed_now.add(record)
+                freed += reclaimed_bytes(result.stdout)
+        if not removed_now:
+            break
+        remaining -= removed_now
+    return len(record_ids) - len(remaining), freed
+
+
+def prune_dangling() -> Pruned:
+    """Remove the dangling images built here (label filter); never any other image.
+
+    Each rebuild moves a tag to the new image and leaves the previous one
+    untagged; without this they pile up (gigabytes after a few dozen code
+    changes). The engine keeps images a container (even a stopped one) uses.
+
+    With BuildKit, removing an image frees little at once: the layers it built
+    stay in the build cache, now used by no image, and dockerd collects that
+    cache only when daemon.json enables ``builder.gc``. So the cache records
+    that the removed images alone used (shared with an image before, with none
+    after) are pruned too, one by one; the rest of the cache, which other
+    builds on the engine share, is left alone.
+    """
+    before = dangling_images()
+    if not before:
+        return Pruned(removed=(), kept=(), cache_records=0, freed_bytes=0)
+    shared_before = shared_cache_records()
+    result = subprocess.run(
+        [DOCKER, "image", "prune", "--force", "--filter", f"label={IMAGE_LABEL}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise ImageBuildError(f"pruning dangling images failed: {result.stderr.strip()}")
+    freed = reclaimed_bytes(result.stdout)
+    after = dangling_images()
+    now = cache_records()
+    orphaned = {record for record in shared_before if record in now and not now[record].shared}
+    records, cache_freed = prune_cache_records(orphaned)
+    return Pruned(
+        removed=tuple(image for image in before if image not in after),
+        kept=tuple(after),
+        cache_records=records,
+        freed_bytes=freed + cache_freed,
+    )
+
+
+def report_prune(pruned: Pruned) -> None:
+    log(
+        f"removed {len(pruned.removed)} dangling apkfarm images and {pruned.cache_records} "
+        f"build-cache records only they used: freed {pruned.freed_bytes / 1e6:.1f} MB"
+    )
+    if pruned.kept:
+        log(f"kept {len(pruned.kept)} dangling apkfarm images that containers still use")
 
 
 def build_all(
@@ -354,8 +553,9 @@ def build_all(
     *,
     local_infra: bool = True,
     rebuild_base: bool = False,
+    prune: bool = True,
 ) -> dict[str, float]:
-    """Build every image; returns the seconds each step took."""
+    """Build every image, then (``prune``) remove our dangling ones; returns step times."""
     for arch in archs:
         if arch not in BUILDER_ARCHS:
             raise ImageBuildError(f"builder: unknown arch {arch!r} (known: {BUILDER_ARCHS})")
@@ -371,6 +571,10 @@ def build_all(
     for image in plan(archs, local_infra):
         with step(image.tag, timings):
             docker_build(image)
+    if prune:
+        with step("prune dangling apkfarm images", timings):
+            pruned = prune_dangling()
+        report_prune(pruned)
     return timings
 
 
@@ -394,11 +598,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--rebuild-base", action="store_true", help=f"remake {BASE_IMAGE} even if present"
     )
+    parser.add_argument(
+        "--no-prune",
+        action="store_true",
+        help=f"keep the previous versions the builds leave untagged (label {IMAGE_LABEL})",
+    )
     args = parser.parse_args(argv)
     archs = tuple(args.arch or BUILDER_ARCHS)
     start = time.monotonic()
     try:
-        build_all(archs, local_infra=not args.no_local_infra, rebuild_base=args.rebuild_base)
+        build_all(
+            archs,
+            local_infra=not args.no_local_infra,
+            rebuild_base=args.rebuild_base,
+            prune=not args.no_prune,
+        )
     except ImageBuildError as error:
         print(f"images: error: {error}", file=sys.stderr)
         return 1
