@@ -111,8 +111,7 @@ class _Constrained(NamedTuple):
     package: str
 
 
-@dataclass(frozen=True)
-class _Partial:
+class _Partial(NamedTuple):
     """What one template contributes, given an index: it does not change with versions."""
 
     edges: tuple[Edge, ...]
@@ -138,11 +137,17 @@ def _partial(template: Template, index: NameIndex, cross: bool) -> _Partial:
     unavailable_templates = index.unavailable_templates
     new = tuple.__new__  # Edge(...) without its Python-level __new__: this is the hot loop
 
-    build_lists: list[tuple[EdgeKind, tuple[str, ...]]] = [("target", template.makedepends)]
-    if not cross:
-        build_lists.insert(0, ("host", template.hostmakedepends))
-        if template.options.get("check", True):
-            build_lists.insert(1, ("check", template.checkdepends))
+    build_lists: tuple[tuple[EdgeKind, tuple[str, ...]], ...]
+    if cross:
+        build_lists = (("target", template.makedepends),)
+    elif template.options.get("check", True):
+        build_lists = (
+            ("host", template.hostmakedepends),
+            ("check", template.checkdepends),
+            ("target", template.makedepends),
+        )
+    else:
+        build_lists = (("host", template.hostmakedepends), ("target", template.makedepends))
     for kind, entries in build_lists:
         for written in entries:
             owner = visible.get(written)
@@ -172,7 +177,10 @@ def _partial(template: Template, index: NameIndex, cross: bool) -> _Partial:
             else:
                 host_packages.append(host)
 
-    for written in (*template.depends, *(d for s in template.subpackages for d in s.depends)):
+    runtime = template.depends
+    if template.subpackages:
+        runtime = (*runtime, *(d for s in template.subpackages for d in s.depends))
+    for written in runtime:
         dependency = parse_dependency(written)
         if dependency is None or dependency.conflict:
             continue
@@ -198,13 +206,13 @@ def _partial(template: Template, index: NameIndex, cross: bool) -> _Partial:
         else:
             edges.append(edge)
     return _Partial(
-        edges=tuple(edges),
-        constrained=tuple(constrained),
-        missing=tuple(missing),
-        host_tools=tuple(dict.fromkeys(host_tools)),
-        host_packages=tuple(dict.fromkeys(host_packages)),
-        deps=frozenset([e.dependency for e in edges]),
-        build_deps=frozenset([e.dependency for e in edges if e.kind != "runtime"]),
+        tuple(edges),
+        tuple(constrained),
+        tuple(missing),
+        tuple(dict.fromkeys(host_tools)) if host_tools else (),
+        tuple(dict.fromkeys(host_packages)) if host_packages else (),
+        frozenset([e.dependency for e in edges]),
+        frozenset([e.dependency for e in edges if e.kind != "runtime"]),
     )
 
 

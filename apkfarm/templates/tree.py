@@ -118,6 +118,9 @@ class TreeScanner:
         self._root = str(self.root)  # string paths: this runs per template, per scan
         self._files: dict[str, _FileState] = {}
         self._dirs: dict[str, _DirState] = {}
+        # template.py stat results taken while listing a category in this
+        # scan, so that the template's own step need not stat it again.
+        self._listed: dict[str, os.stat_result] = {}
 
     def source(self, template: TemplateFile) -> bytes:
         """The bytes `template.digest` was computed from."""
@@ -142,6 +145,7 @@ class TreeScanner:
         """The tree's layout (cheap: unchanged category directories are not listed again)."""
         if not self.root.is_dir():
             raise ApkfarmError(f"{self.root}: not a ports tree (no such directory)")
+        self._listed = {}  # only this scan's listings may stand in for a stat
         with os.scandir(self.root) as entries:
             top = sorted(
                 e.name
@@ -192,8 +196,13 @@ class TreeScanner:
                     else:
                         symlinks[entry.name] = target
                 elif entry.is_dir(follow_symlinks=False):
-                    if os.path.isfile(entry.path + "/template.py"):  # noqa: PTH113 - hot loop
+                    try:
+                        found = os.stat(entry.path + "/template.py")  # noqa: PTH116 - hot loop
+                    except OSError:
+                        found = None
+                    if found is not None and stat.S_ISREG(found.st_mode):
                         templates.append(entry.name)
+                        self._listed[f"{name}/{entry.name}"] = found
                     elif not entry.name.startswith("."):
                         oddities.append(entry.name)
                 elif not entry.name.startswith("."):
@@ -213,11 +222,13 @@ class TreeScanner:
     ) -> TemplateFile | None:
         full_name = f"{category}/{name}"
         path = f"{self._root}/{full_name}/template.py"
-        try:
-            info = os.stat(path)  # noqa: PTH116 - one stat per template per scan: the hot path
-        except OSError as error:
-            problems.append((full_name, f"cannot read template.py: {error.strerror}"))
-            return None
+        info = self._listed.pop(full_name, None)
+        if info is None:
+            try:
+                info = os.stat(path)  # noqa: PTH116 - one stat per template per scan: the hot path
+            except OSError as error:
+                problems.append((full_name, f"cannot read template.py: {error.strerror}"))
+                return None
         key = (info.st_mtime_ns, info.st_size, info.st_ino, info.st_ctime_ns)
         state = self._files.get(full_name)
         if state is not None and state.key == key:

@@ -65,6 +65,22 @@ def test_unchanged_files_are_not_read_again(tmp_path: Path) -> None:
     assert third.templates["main/bar"] is first.templates["main/bar"]
 
 
+def test_an_edit_after_a_listing_is_seen_by_the_next_scan(tmp_path: Path) -> None:
+    # Listing a category stats each template.py (and the scan reuses that);
+    # a listing from an earlier call must not stand in for a later stat.
+    write_tree(tmp_path, {"main/foo": "a = 1\n"})
+    scanner = TreeScanner(tmp_path)
+    scanner.scan()
+    write_tree(tmp_path, {"main/bar": "b = 1\n"}, parents={})
+    scanner.categories()  # lists main again (it changed), reads no template
+    foo = tmp_path / "main" / "foo" / "template.py"
+    stat = foo.stat()
+    foo.write_text("a = 2\n")
+    os.utime(foo, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    snapshot = scanner.scan()
+    assert scanner.source(snapshot.templates["main/foo"]) == b"a = 2\n"
+
+
 def test_added_and_removed_templates_and_links_are_seen(tmp_path: Path) -> None:
     write_tree(tmp_path, {"main/foo": "a = 1\n"})
     scanner = TreeScanner(tmp_path)
