@@ -45,15 +45,16 @@ def builder_identity(arch: str) -> str:
 
 
 def identity_dns_names(identity: str, extra: Iterable[str] = ()) -> list[str]:
-    """Names a service is reached by in compose and Kubernetes, plus localhost."""
+    """Names a service is reached by in compose and Kubernetes, plus localhost.
+
+    Kubernetes runs the farm in two namespaces: ``apkfarm`` and, for the pods
+    that start bwrap (scheduler and builders), ``apkfarm-build``.
+    """
     service = identity
-    names = [
-        service,
-        f"apkfarm-{service}",
-        f"{service}.apkfarm.svc",
-        f"{service}.apkfarm.svc.cluster.local",
-        "localhost",
-    ]
+    names = [service, f"apkfarm-{service}"]
+    for namespace in ("apkfarm", "apkfarm-build"):
+        names += [f"{service}.{namespace}.svc", f"{service}.{namespace}.svc.cluster.local"]
+    names.append("localhost")
     names.extend(extra)
     return list(dict.fromkeys(names))
 

@@ -72,6 +72,8 @@ class SchedulerSettings:
     # Accept SubmitTree with a path on the scheduler's own filesystem.
     allow_local_trees: bool = False
     queue_depth_interval: float = 5.0
+    # Sandboxed template evaluators per category (0: the machine's CPUs).
+    evaluation_jobs: int = 0
 
 
 @dataclass
@@ -359,6 +361,7 @@ class SchedulerCore:
             rebuild_dependents=rebuild_dependents,
             repository_versions=self.repository_versions,
             cache_dir=self.settings.state_dir / "evaluations",
+            evaluation_jobs=self.settings.evaluation_jobs,
         )
         async with self._lock:
             with self.state.transaction():

@@ -65,6 +65,12 @@ class SchedulerConfig(CommonConfig, BusConfig, StoreConfig):
         Path("/run/secrets/apkfarm-jobtoken/scheduler-jobtoken.key"),
         "Ed25519 private key that signs job tokens (not an apk key)",
     )
+    evaluation_jobs: int = setting(
+        "APKFARM_EVALUATION_JOBS",
+        0,
+        "sandboxed template evaluators per category (0: the CPUs this process sees; "
+        "set it to the pod's CPU limit)",
+    )
     allow_local_trees: bool = setting(
         "APKFARM_ALLOW_LOCAL_TREES", False, "accept SubmitTree with a path on this machine"
     )
@@ -84,6 +90,7 @@ async def run(config: SchedulerConfig) -> None:
             host_arch=config.host_arch,
             max_attempts=config.max_attempts,
             allow_local_trees=config.allow_local_trees,
+            evaluation_jobs=config.evaluation_jobs,
         ),
         state=state,
         bus=bus,

@@ -16,7 +16,7 @@ from apkfarm.graph import GraphBuilder, make_plan
 from apkfarm.graph.build import BUILD_KINDS, BuildGraph
 from apkfarm.services.fetcher.sites import SiteError, split_source_entry
 from apkfarm.services.scheduler.state import BuildRow, State, build_id
-from apkfarm.templates import LoadPolicy, Template, TreeLoader
+from apkfarm.templates import EvaluatorSettings, LoadPolicy, Template, TreeLoader
 from apkfarm.templates.rules import dependency as parse_dependency
 
 RepositoryVersions = Callable[[str], Mapping[str, str]]
@@ -167,9 +167,11 @@ def plan_tree(
     rebuild_dependents: bool,
     repository_versions: RepositoryVersions,
     cache_dir: Path | None = None,
+    evaluation_jobs: int = 0,
 ) -> PlannedTree:
     """Plan ``archs`` of the tree; the evaluation workers are stopped afterwards."""
-    loader = TreeLoader(tree_dir, cache_dir=cache_dir)
+    settings = EvaluatorSettings(jobs=evaluation_jobs) if evaluation_jobs > 0 else None
+    loader = TreeLoader(tree_dir, cache_dir=cache_dir, settings=settings)
     try:
         total = PlannedTree()
         for arch in archs:
