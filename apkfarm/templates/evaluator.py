@@ -9,6 +9,13 @@ so ``user`` templates never share a process with ``main`` ones. A worker
 holds up to two batches, so that it never waits for this process between
 them.
 
+How many workers each category gets is decided by ``prepare()`` from the
+number of templates each has to evaluate: the configured ``jobs`` shared in
+proportion, at least one per category (with 2 CPUs and cports' 76 % main /
+24 % user: two ``main`` workers and one ``user`` worker, all working from
+the start). Without it, at most ``jobs`` workers run, an idle one making
+room for another category.
+
 The parent enforces a per-template wall-clock timeout: a template that does
 not answer in time is reported ("evaluation timed out after 30s"), its
 worker is killed, and the rest of its batch goes to a fresh worker. A worker
@@ -31,9 +38,10 @@ import os
 import selectors
 import signal
 import subprocess
+import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -45,6 +53,7 @@ from apkfarm.sandbox import (
     ResourceLimits,
     SandboxError,
     SandboxSpec,
+    Symlink,
     library_binds,
     python_runtime,
     require_bwrap,
@@ -65,9 +74,14 @@ WORKER_SCRIPT = Path(__file__).with_name("worker.py")
 WORKER_MOUNT = PurePosixPath("/run/apkfarm/worker.py")
 TREE_MOUNT = PurePosixPath("/ports")  # must equal worker.MOUNT
 MAX_LINE_BYTES = 16 * MIB
+# Requests read ahead while no worker is ready yet (bounds the sources held).
+READ_AHEAD_AT_START = 4096
 STDERR_TAIL = 8192
 
 Progress = Callable[[int, int], None]
+
+# Requests to workers: compact, and built from fresh plain data (no cycle check).
+_encode = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 
 # Worker uids are handed out across every evaluator of this process, starting
 # at a per-process offset, so that concurrent workers rarely share one.
@@ -96,6 +110,21 @@ class EvaluationRequest:
 
 def _default_jobs() -> int:
     return max(1, os.cpu_count() or 1)
+
+
+def allot_workers(counts: Mapping[str, int], jobs: int) -> dict[str, int]:
+    """Workers per category for evaluating `counts` templates per category.
+
+    ``jobs`` workers are shared in proportion to the counts; every category
+    with work gets at least one (categories never share a worker) and none
+    more than it has templates.
+    """
+    busy = {category: count for category, count in counts.items() if count > 0}
+    total = sum(busy.values())
+    return {
+        category: max(1, min(count, round(jobs * count / total)))
+        for category, count in busy.items()
+    }
 
 
 @dataclass(frozen=True)
@@ -217,6 +246,18 @@ class TemplateEvaluator:
         self._on_result: ResultHandler | None = None
         self._progress: Progress | None = None
         self._pulled = 0
+        self._allotment: dict[str, int] = {}  # workers per category, from prepare()
+
+    def prepare(self, counts: Mapping[str, int]) -> None:
+        """Size each category's pool for `counts` templates to evaluate (see
+        ``allot_workers``) and start the workers it lacks now, so that their
+        start-up overlaps with whatever the caller does next (reading the
+        templates). The sizes hold until the next ``prepare()``."""
+        self._allotment = allot_workers(counts, self.settings.jobs)
+        for category, wanted in self._allotment.items():
+            have = sum(1 for w in self._workers if w.category == category)
+            for _ in range(wanted - have):
+                self._start(category)
 
     def prestart(self, categories: Sequence[str]) -> None:
         """Start one idle worker per entry of `categories` now (up to ``jobs`` in all),
@@ -229,9 +270,27 @@ class TemplateEvaluator:
     # --- sandbox ---------------------------------------------------------------------
 
     def _sandbox(self) -> tuple[SandboxSpec, list[str]]:
-        runtime = self.runtime = python_runtime(self.settings.python)
         base = SandboxSpec(bwrap=self._bwrap)
-        helper_libraries, helper_links = library_binds((base.setpriv, base.prlimit))
+        # Both look-ups wait on child processes (the interpreter's probe, ldd)
+        # the first time in a process: run them side by side.
+        helpers: list[tuple[tuple[Bind, ...], tuple[Symlink, ...]]] = []
+        failures: list[BaseException] = []
+
+        def find_helpers() -> None:
+            try:
+                helpers.append(library_binds((base.setpriv, base.prlimit)))
+            except BaseException as error:  # re-raised below, in this thread
+                failures.append(error)
+
+        finder = threading.Thread(target=find_helpers, name="apkfarm-sandbox-libraries")
+        finder.start()
+        try:
+            runtime = self.runtime = python_runtime(self.settings.python)
+        finally:
+            finder.join()
+        if failures:
+            raise failures[0]
+        helper_libraries, helper_links = helpers[0]
         binds: list[Bind] = list(runtime.binds)
         for bind in helper_libraries:
             if bind not in binds:
@@ -417,7 +476,7 @@ class TemplateEvaluator:
         }
         worker.batch.extend(items)
         worker.item_started = time.monotonic()
-        self._send(worker, (json.dumps(message, separators=(",", ":")) + "\n").encode())
+        self._send(worker, (_encode(message) + "\n").encode())
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -448,15 +507,23 @@ class TemplateEvaluator:
         source = iter(requests)
         exhausted = False
         pulled = 0
-        # How far ahead of the workers requests are read: each may hold two
-        # batches, and one more waits for it.
-        ahead = self.settings.jobs * self.settings.batch_size * 3
+        batch_size = self.settings.batch_size
         self._on_result = on_result
         self._progress = progress
         try:
             while True:
+                # How far ahead of the workers requests are read: each may hold
+                # two batches, and one more waits for it. While none is ready
+                # yet, reading on is the only useful work.
+                if any(w.ready for w in self._workers):
+                    ahead = max(len(self._workers), self.settings.jobs) * batch_size * 3
+                else:
+                    ahead = READ_AHEAD_AT_START
                 queued = sum(len(q) for q in queues.values())
-                while not exhausted and queued < ahead:
+                # A batch's worth at a time, so that batches go out and
+                # workers are heard from in between.
+                chunk = batch_size
+                while not exhausted and queued < ahead and chunk:
                     request = next(source, None)
                     if request is None:
                         exhausted = True
@@ -466,10 +533,11 @@ class TemplateEvaluator:
                     )
                     queued += 1
                     pulled += 1
+                    chunk -= 1
                 self._pulled = pulled
                 if self._retiring:
                     self._reap()
-                self._dispatch(queues, context_data)
+                self._dispatch(queues, context_data, exhausted=exhausted)
                 active = [w for w in self._workers if w.busy]
                 if not active:
                     if exhausted and not any(queues.values()):
@@ -504,9 +572,13 @@ class TemplateEvaluator:
             return worker.started + self.settings.startup_timeout + self.settings.timeout
         return worker.item_started + self.settings.timeout
 
-    def _dispatch(self, queues: dict[str, deque[_Item]], context: dict[str, Any]) -> None:
+    def _dispatch(
+        self, queues: dict[str, deque[_Item]], context: dict[str, Any], *, exhausted: bool = True
+    ) -> None:
         jobs = self.settings.jobs
+        batch_size = self.settings.batch_size
         for category, queue in queues.items():
+            allotted = self._allotment.get(category)
             while queue:
                 # A ready worker may hold a second batch, so that it never waits
                 # for this process between batches; a starting one gets one.
@@ -518,7 +590,10 @@ class TemplateEvaluator:
                 ]
                 worker = min(takers, key=lambda w: len(w.batch), default=None)
                 if worker is None:
-                    if len(self._workers) >= jobs:
+                    if allotted is not None:
+                        if sum(1 for w in self._workers if w.category == category) >= allotted:
+                            break
+                    elif len(self._workers) >= jobs:
                         # Make room: an idle worker whose category has nothing left.
                         spare = next(
                             (w for w in self._workers if not w.busy and not queues.get(w.category)),
@@ -528,8 +603,12 @@ class TemplateEvaluator:
                             break
                         self._retire(spare)
                     worker = self._start(category)
-                share = math.ceil(len(queue) / jobs)
-                size = max(1, min(self.settings.batch_size, share))
+                if exhausted:  # the last ones: spread them over the pool
+                    size = max(1, min(batch_size, math.ceil(len(queue) / (allotted or jobs))))
+                elif len(queue) < batch_size and worker.batch:
+                    break  # more are coming: wait for a full batch while this one is busy
+                else:
+                    size = batch_size
                 items = [queue.popleft() for _ in range(min(size, len(queue)))]
                 self._give_batch(worker, items, context)
 

@@ -13,8 +13,9 @@ everything else.
 from __future__ import annotations
 
 import itertools
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from apkfarm.templates.evaluator import (
 )
 from apkfarm.templates.model import Template, TemplateIssue
 from apkfarm.templates.rules import LoadPolicy, RuleOutcome, apply_rules
-from apkfarm.templates.tree import TemplateFile, TreeScanner, TreeSnapshot
+from apkfarm.templates.tree import CategoryListing, TemplateFile, TreeScanner, TreeSnapshot
 
 __all__ = ["LoadResult", "LoadStats", "TreeLoader", "load_tree"]
 
@@ -131,12 +132,38 @@ class TreeLoader:
         policy = policy or LoadPolicy()
         known_outcomes = self._rules.setdefault(policy, {})
         cold = self._evaluator is None and not known_outcomes and len(self.cache) == 0
+        starting: _EvaluatorStart | None = None
         if cold and self.cache.directory is None and policy.categories:
-            # Nothing can be cached yet: start the workers first, so that their
-            # start-up overlaps with listing and reading the tree. The first
-            # category is read first; the others get workers as they come.
-            leading = policy.categories[0]
-            self.evaluator.prestart([leading] * self.evaluator.settings.jobs)
+            # Nothing can be cached yet, so the sandbox is certainly needed.
+            # Preparing it waits on child processes (probing the interpreter):
+            # the tree is listed and read meanwhile.
+            starting = _EvaluatorStart(self.root, self.settings)
+        try:
+            return self._load(
+                arch,
+                host_arch=host_arch,
+                policy=policy,
+                stage=stage,
+                progress=progress,
+                starting=starting,
+                started=started,
+            )
+        finally:
+            if starting is not None and self._evaluator is None:
+                self._evaluator = starting.finish()  # so that close() stops it
+
+    def _load(
+        self,
+        arch: str,
+        *,
+        host_arch: str | None,
+        policy: LoadPolicy,
+        stage: int,
+        progress: Progress | None,
+        starting: _EvaluatorStart | None,
+        started: float,
+    ) -> LoadResult:
+        known_outcomes = self._rules[policy]
         categories = self.scanner.categories()
         context = resolve_context(arch, host=host_arch, tree=self.root, stage=stage)
         shared = context_digest(worker_version(), context.to_json())
@@ -173,64 +200,91 @@ class TreeLoader:
         def requests() -> Iterator[EvaluationRequest]:
             # Reading and hashing files happens here, interleaved with the
             # workers' evaluation: only unknown templates are yielded.
-            for category, listing in categories.items():
+            for category, name in _interleaved(categories):
                 allowed = category in policy.categories
-                for name in listing.templates:
-                    file = self.scanner.file(category, name, problems)
-                    if file is None:
-                        continue
-                    full_name = file.full_name
-                    files[full_name] = file
-                    if not allowed:
-                        exclusions.append(
-                            TemplateIssue(
-                                full_name,
-                                "cannot be built, disallowed category "
-                                f"(not in {', '.join(policy.categories)})",
-                            )
+                file = self.scanner.file(category, name, problems)
+                if file is None:
+                    continue
+                full_name = file.full_name
+                files[full_name] = file
+                if not allowed:
+                    exclusions.append(
+                        TemplateIssue(
+                            full_name,
+                            "cannot be built, disallowed category "
+                            f"(not in {', '.join(policy.categories)})",
                         )
-                        continue
-                    remembered = self._keys.get(full_name)
-                    if remembered is not None and remembered[0] is file and remembered[1] == shared:
-                        key = remembered[2]
-                    else:
-                        key = evaluation_key(
-                            context=shared,
-                            category=category,
-                            name=name,
-                            repositories=chains[category],
-                            digest=file.digest,
-                        )
-                        self._keys[full_name] = (file, shared, key)
-                    keys[full_name] = key
-                    known = known_outcomes.get(key)
-                    if known is not None:
-                        outcomes[full_name] = known
-                        continue
-                    cached = self.cache.get(key)
-                    if cached is not None:
-                        conclude(full_name, key, cached)
-                        continue
-                    try:
-                        source = self.scanner.source(file).decode("utf-8")
-                    except UnicodeDecodeError as error:
-                        result = {"ok": False, "error": f"template.py is not UTF-8: {error}"}
-                        conclude(full_name, key, result)
-                        continue
-                    names[key] = full_name
-                    yield EvaluationRequest(key, category, name, source, chains[category])
+                    )
+                    continue
+                remembered = self._keys.get(full_name)
+                if remembered is not None and remembered[0] is file and remembered[1] == shared:
+                    key = remembered[2]
+                else:
+                    key = evaluation_key(
+                        context=shared,
+                        category=category,
+                        name=name,
+                        repositories=chains[category],
+                        digest=file.digest,
+                    )
+                    self._keys[full_name] = (file, shared, key)
+                keys[full_name] = key
+                known = known_outcomes.get(key)
+                if known is not None:
+                    outcomes[full_name] = known
+                    continue
+                cached = self.cache.get(key)
+                if cached is not None:
+                    conclude(full_name, key, cached)
+                    continue
+                try:
+                    source = self.scanner.source(file).decode("utf-8")
+                except UnicodeDecodeError as error:
+                    result = {"ok": False, "error": f"template.py is not UTF-8: {error}"}
+                    conclude(full_name, key, result)
+                    continue
+                names[key] = full_name
+                yield EvaluationRequest(key, category, name, source, chains[category])
 
         def arrived(key: str, result: dict[str, Any]) -> None:
             if not result.get("transient"):
                 self.cache.put(key, result)
             conclude(names[key], key, result)
 
-        pending = requests()
+        pending: Iterator[EvaluationRequest] = requests()
+        if starting is not None:
+            # Read on until the sandbox is ready, then size the worker pools
+            # by what each category holds and start them.
+            read: list[EvaluationRequest] = []
+            while not starting.done():
+                request = next(pending, None)
+                if request is None:
+                    break
+                read.append(request)
+            self._evaluator = starting.result()
+            self._evaluator.prepare(
+                {
+                    c: len(listing.templates)
+                    for c, listing in categories.items()
+                    if c in policy.categories
+                }
+            )
+            pending = itertools.chain(read, pending)
         first = next(pending, None)
         if first is not None:  # the sandbox is needed only when something is unknown
             self.evaluator.evaluate(
                 itertools.chain([first], pending), context, progress, on_result=arrived
             )
+        # Requests went out interleaved; the snapshot lists the tree in order.
+        files = {
+            full_name: files[full_name]
+            for category, listing in categories.items()
+            for full_name in (f"{category}/{name}" for name in listing.templates)
+            if full_name in files
+        }
+        if len(problems) > 1:
+            rank = {name: index for index, name in enumerate(_tree_order(categories))}
+            problems.sort(key=lambda problem: rank[problem[0]])
         snapshot = self.scanner.snapshot(categories, files, problems)
         errors = [TemplateIssue(name, message) for name, message in snapshot.problems]
 
@@ -273,6 +327,63 @@ class TreeLoader:
             if len(outcomes) > 4 * max(len(keys), 1000):
                 live = set(keys.values())
                 self._rules[policy] = {k: v for k, v in outcomes.items() if k in live}
+
+
+def _interleaved(categories: Mapping[str, CategoryListing]) -> list[tuple[str, str]]:
+    """Every (category, template name), the categories interleaved by their sizes.
+
+    Each category has its own workers; reading the categories one after the
+    other would leave the later ones' workers idle until the first is read.
+    """
+    order = [
+        ((index + 0.5) / len(listing.templates), category, name)
+        for category, listing in categories.items()
+        for index, name in enumerate(listing.templates)
+    ]
+    order.sort()
+    return [(category, name) for _, category, name in order]
+
+
+def _tree_order(categories: Mapping[str, CategoryListing]) -> Iterator[str]:
+    for category, listing in categories.items():
+        for name in listing.templates:
+            yield f"{category}/{name}"
+
+
+class _EvaluatorStart:
+    """Makes a TemplateEvaluator in a thread: preparing its sandbox waits on
+    child processes the first time in a process, and the tree can be read
+    meanwhile."""
+
+    def __init__(self, root: Path, settings: EvaluatorSettings | None) -> None:
+        self._evaluator: TemplateEvaluator | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(root, settings), name="apkfarm-evaluator-start", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, root: Path, settings: EvaluatorSettings | None) -> None:
+        try:
+            self._evaluator = TemplateEvaluator(root, settings)
+        except BaseException as error:  # handed to the loading thread by result()
+            self._error = error
+
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def result(self) -> TemplateEvaluator:
+        """The evaluator; raises what making it raised."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._evaluator is not None
+        return self._evaluator
+
+    def finish(self) -> TemplateEvaluator | None:
+        """The evaluator, or None if making it failed (the load failed first)."""
+        self._thread.join()
+        return self._evaluator
 
 
 def _check_symlinks(

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from test_templates_helpers import PORTS, template_source, write_tree
 
+from apkfarm.sandbox import SandboxError
 from apkfarm.templates import (
     EvaluatorSettings,
     LoadPolicy,
@@ -144,6 +145,30 @@ def test_the_disk_cache_serves_a_new_loader(tmp_path: Path) -> None:
     second = load_tree(tree, "x86_64", host_arch="x86_64", cache_dir=tmp_path / "cache")
     assert (first.stats.evaluated, second.stats.evaluated) == (1, 0)
     assert second.templates["main/a"].to_json() == first.templates["main/a"].to_json()
+
+
+def test_each_category_gets_workers_in_proportion_from_the_start(tmp_path: Path) -> None:
+    sources = {f"main/m{i}": template_source(f"m{i}") for i in range(9)}
+    sources.update({f"user/u{i}": template_source(f"u{i}") for i in range(3)})
+    write_tree(tmp_path, sources)
+    with TreeLoader(tmp_path, settings=SETTINGS) as loader:
+        result = loader.load("x86_64", host_arch="x86_64")
+        assert result.errors == [] and len(result.templates) == 12
+        # jobs=2 shared 9:3 -> two main workers, one user worker; none replaced
+        assert loader.evaluator.started_workers == 3
+        assert sorted(w.category for w in loader.evaluator._workers) == ["main", "main", "user"]
+    # The snapshot lists the tree in order, however the templates were read.
+    assert list(result.tree.templates) == sorted(sources, key=lambda n: tuple(n.split("/")))
+
+
+def test_a_sandbox_that_cannot_be_prepared_fails_the_load(tmp_path: Path) -> None:
+    tree = write_tree(tmp_path / "ports", {"main/a": template_source("a")})
+    broken = tmp_path / "python3"
+    broken.write_text("#!/bin/sh\nexit 1\n")
+    broken.chmod(0o755)
+    settings = EvaluatorSettings(jobs=1, python=broken)
+    with TreeLoader(tree, settings=settings) as loader, pytest.raises(SandboxError):
+        loader.load("x86_64", host_arch="x86_64")
 
 
 # --- errors, one template at a time -------------------------------------------------

@@ -11,7 +11,8 @@ from test_templates_helpers import PORTS, write_tree
 
 from apkfarm.errors import ApkfarmError
 from apkfarm.templates.cache import EvaluationCache, context_digest, evaluation_key
-from apkfarm.templates.tree import TreeScanner
+from apkfarm.templates.loader import _interleaved
+from apkfarm.templates.tree import CategoryListing, TreeScanner
 
 
 def test_the_test_tree_is_read_in_cports_shape() -> None:
@@ -150,3 +151,20 @@ def test_a_corrupt_cache_entry_is_a_miss(tmp_path: Path) -> None:
     (tmp_path / "ef").mkdir()
     (tmp_path / "ef" / f"{key}.json").write_text("{not json")
     assert EvaluationCache(tmp_path).get(key) is None
+
+
+# --- the order templates are read in ------------------------------------------------
+
+
+def test_categories_are_read_interleaved_by_size() -> None:
+    categories = {
+        "main": CategoryListing("main", tuple(f"m{i}" for i in range(6)), {}, None, ()),
+        "user": CategoryListing("user", ("u0", "u1"), {}, "../main", ()),
+    }
+    order = _interleaved(categories)
+    assert sorted(order) == sorted(
+        (c, n) for c, listing in categories.items() for n in listing.templates
+    )
+    # each category's share of the first k reads follows its share of the tree
+    assert order[:4] == [("main", "m0"), ("main", "m1"), ("user", "u0"), ("main", "m2")]
+    assert [n for c, n in order if c == "main"] == [f"m{i}" for i in range(6)]

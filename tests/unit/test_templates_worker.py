@@ -1,11 +1,13 @@
-"""The evaluation worker as a program of its own (pure: no sandbox needed)."""
+"""Evaluation workers: the program's start-up, and how many each category gets (pure)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-from apkfarm.templates.evaluator import WORKER_SCRIPT
+import pytest
+
+from apkfarm.templates.evaluator import WORKER_SCRIPT, allot_workers
 
 # Every worker pays for its imports when it starts, within a cold load; these
 # are imported only by templates (or failures) that need them.
@@ -26,3 +28,20 @@ def test_worker_start_up_leaves_rarely_needed_modules_unimported() -> None:
         check=True,
     )
     assert found.stdout.split() == []
+
+
+@pytest.mark.parametrize(
+    ("counts", "jobs", "expected"),
+    [
+        ({"main": 2508, "user": 792}, 2, {"main": 2, "user": 1}),  # cports' shape, 2 CPUs
+        ({"main": 2508, "user": 792}, 4, {"main": 3, "user": 1}),
+        ({"main": 50, "user": 50}, 2, {"main": 1, "user": 1}),
+        ({"main": 3300}, 2, {"main": 2}),
+        ({"main": 1}, 8, {"main": 1}),  # never more workers than templates
+        ({"main": 10, "user": 0, "contrib": 1}, 1, {"main": 1, "contrib": 1}),
+    ],
+)
+def test_workers_are_shared_in_proportion_with_one_per_category_at_least(
+    counts: dict[str, int], jobs: int, expected: dict[str, int]
+) -> None:
+    assert allot_workers(counts, jobs) == expected
