@@ -111,8 +111,13 @@ class _Constrained(NamedTuple):
     package: str
 
 
-class _Partial(NamedTuple):
-    """What one template contributes, given an index: it does not change with versions."""
+@dataclass(slots=True)
+class _Partial:
+    """What one template contributes, given an index: it does not change with versions.
+
+    Slots, not frozen: made once per template per cold graph, read on every
+    re-plan (a frozen dataclass is slow to make, a NamedTuple slow to read).
+    """
 
     edges: tuple[Edge, ...]
     constrained: tuple[_Constrained, ...]  # runtime edges whose version constraint is checked late

@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -197,54 +197,63 @@ class TreeLoader:
             if not result.get("transient"):
                 known_outcomes[key] = outcome
 
+        # A cold load reads the categories interleaved, so that every pool of
+        # workers has work from the start; others read the tree in order.
+        runs: Iterable[tuple[str, Iterable[str]]] = (
+            _interleaved(categories)
+            if starting is not None
+            else ((category, listing.templates) for category, listing in categories.items())
+        )
+
         def requests() -> Iterator[EvaluationRequest]:
             # Reading and hashing files happens here, interleaved with the
             # workers' evaluation: only unknown templates are yielded.
-            for category, name in _interleaved(categories):
+            for category, run in runs:
                 allowed = category in policy.categories
-                file = self.scanner.file(category, name, problems)
-                if file is None:
-                    continue
-                full_name = file.full_name
-                files[full_name] = file
-                if not allowed:
-                    exclusions.append(
-                        TemplateIssue(
-                            full_name,
-                            "cannot be built, disallowed category "
-                            f"(not in {', '.join(policy.categories)})",
+                for name in run:
+                    file = self.scanner.file(category, name, problems)
+                    if file is None:
+                        continue
+                    full_name = file.full_name
+                    files[full_name] = file
+                    if not allowed:
+                        exclusions.append(
+                            TemplateIssue(
+                                full_name,
+                                "cannot be built, disallowed category "
+                                f"(not in {', '.join(policy.categories)})",
+                            )
                         )
-                    )
-                    continue
-                remembered = self._keys.get(full_name)
-                if remembered is not None and remembered[0] is file and remembered[1] == shared:
-                    key = remembered[2]
-                else:
-                    key = evaluation_key(
-                        context=shared,
-                        category=category,
-                        name=name,
-                        repositories=chains[category],
-                        digest=file.digest,
-                    )
-                    self._keys[full_name] = (file, shared, key)
-                keys[full_name] = key
-                known = known_outcomes.get(key)
-                if known is not None:
-                    outcomes[full_name] = known
-                    continue
-                cached = self.cache.get(key)
-                if cached is not None:
-                    conclude(full_name, key, cached)
-                    continue
-                try:
-                    source = self.scanner.source(file).decode("utf-8")
-                except UnicodeDecodeError as error:
-                    result = {"ok": False, "error": f"template.py is not UTF-8: {error}"}
-                    conclude(full_name, key, result)
-                    continue
-                names[key] = full_name
-                yield EvaluationRequest(key, category, name, source, chains[category])
+                        continue
+                    remembered = self._keys.get(full_name)
+                    if remembered is not None and remembered[0] is file and remembered[1] == shared:
+                        key = remembered[2]
+                    else:
+                        key = evaluation_key(
+                            context=shared,
+                            category=category,
+                            name=name,
+                            repositories=chains[category],
+                            digest=file.digest,
+                        )
+                        self._keys[full_name] = (file, shared, key)
+                    keys[full_name] = key
+                    known = known_outcomes.get(key)
+                    if known is not None:
+                        outcomes[full_name] = known
+                        continue
+                    cached = self.cache.get(key)
+                    if cached is not None:
+                        conclude(full_name, key, cached)
+                        continue
+                    try:
+                        source = self.scanner.source(file).decode("utf-8")
+                    except UnicodeDecodeError as error:
+                        result = {"ok": False, "error": f"template.py is not UTF-8: {error}"}
+                        conclude(full_name, key, result)
+                        continue
+                    names[key] = full_name
+                    yield EvaluationRequest(key, category, name, source, chains[category])
 
         def arrived(key: str, result: dict[str, Any]) -> None:
             if not result.get("transient"):
@@ -275,16 +284,12 @@ class TreeLoader:
             self.evaluator.evaluate(
                 itertools.chain([first], pending), context, progress, on_result=arrived
             )
-        # Requests went out interleaved; the snapshot lists the tree in order.
-        files = {
-            full_name: files[full_name]
-            for category, listing in categories.items()
-            for full_name in (f"{category}/{name}" for name in listing.templates)
-            if full_name in files
-        }
-        if len(problems) > 1:
-            rank = {name: index for index, name in enumerate(_tree_order(categories))}
-            problems.sort(key=lambda problem: rank[problem[0]])
+        if starting is not None:  # the snapshot lists the tree in order
+            tree_order = [f"{category}/{name}" for category, name in _tree_order(categories)]
+            files = {name: files[name] for name in tree_order if name in files}
+            if len(problems) > 1:
+                rank = {name: index for index, name in enumerate(tree_order)}
+                problems.sort(key=lambda problem: rank[problem[0]])
         snapshot = self.scanner.snapshot(categories, files, problems)
         errors = [TemplateIssue(name, message) for name, message in snapshot.problems]
 
@@ -329,8 +334,8 @@ class TreeLoader:
                 self._rules[policy] = {k: v for k, v in outcomes.items() if k in live}
 
 
-def _interleaved(categories: Mapping[str, CategoryListing]) -> list[tuple[str, str]]:
-    """Every (category, template name), the categories interleaved by their sizes.
+def _interleaved(categories: Mapping[str, CategoryListing]) -> list[tuple[str, list[str]]]:
+    """Every template name, in runs of one category, the categories interleaved by size.
 
     Each category has its own workers; reading the categories one after the
     other would leave the later ones' workers idle until the first is read.
@@ -341,13 +346,19 @@ def _interleaved(categories: Mapping[str, CategoryListing]) -> list[tuple[str, s
         for index, name in enumerate(listing.templates)
     ]
     order.sort()
-    return [(category, name) for _, category, name in order]
+    runs: list[tuple[str, list[str]]] = []
+    for _, category, name in order:
+        if runs and runs[-1][0] == category:
+            runs[-1][1].append(name)
+        else:
+            runs.append((category, [name]))
+    return runs
 
 
-def _tree_order(categories: Mapping[str, CategoryListing]) -> Iterator[str]:
+def _tree_order(categories: Mapping[str, CategoryListing]) -> Iterator[tuple[str, str]]:
     for category, listing in categories.items():
         for name in listing.templates:
-            yield f"{category}/{name}"
+            yield category, name
 
 
 class _EvaluatorStart:

@@ -222,7 +222,7 @@ class TreeScanner:
     ) -> TemplateFile | None:
         full_name = f"{category}/{name}"
         path = f"{self._root}/{full_name}/template.py"
-        info = self._listed.pop(full_name, None)
+        info = self._listed.pop(full_name, None) if self._listed else None
         if info is None:
             try:
                 info = os.stat(path)  # noqa: PTH116 - one stat per template per scan: the hot path
