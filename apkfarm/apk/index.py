@@ -215,13 +215,19 @@ def parse_apkindex(data: bytes, where: str = "APKINDEX") -> list[IndexRecord]:
 
 
 def index_content_member(
-    description: str, apkindex: bytes, *, mtime: int, cache: SegmentCache | None = None
+    description: str,
+    apkindex: bytes,
+    *,
+    mtime: int,
+    cache: SegmentCache | None = None,
+    pieces: Sequence[bytes] | None = None,
 ) -> bytes:
     """The compressed second member: ``DESCRIPTION`` + ``APKINDEX`` + end-of-archive.
 
     Compressed in content-defined pieces (``segmented_gzip``) so that with a
     ``cache`` an update recompresses only the pieces whose records changed;
-    the bytes are the same with or without a cache.
+    the bytes are the same with or without a cache. ``pieces``, when given,
+    must be ``record_pieces(apkindex)``, made by someone who kept them.
     """
     if "\n" in description:
         raise ApkFormatError("index description must be one line")
@@ -231,8 +237,11 @@ def index_content_member(
         b"DESCRIPTION", description.encode("utf-8"), mode=0o644, mtime=mtime
     ) + entry_headers(b"APKINDEX", EntryType.FILE, mode=0o644, mtime=mtime, size=len(apkindex))
     suffix = padding(len(apkindex)) + END_OF_ARCHIVE
-    pieces = [prefix, *record_pieces(apkindex), suffix]
-    return segmented_member(pieces, level=INDEX_GZIP_LEVEL, cache=cache)
+    if pieces is None:
+        pieces = record_pieces(apkindex)
+    elif sum(map(len, pieces)) != len(apkindex):
+        raise ValueError("index pieces do not make up the APKINDEX text")
+    return segmented_member([prefix, *pieces, suffix], level=INDEX_GZIP_LEVEL, cache=cache)
 
 
 def build_index(
@@ -242,9 +251,12 @@ def build_index(
     *,
     mtime: int = 0,
     cache: SegmentCache | None = None,
+    pieces: Sequence[bytes] | None = None,
 ) -> bytes:
-    """The signed ``APKINDEX.tar.gz`` bytes; every signer signs (key rotation)."""
-    content = index_content_member(description, apkindex, mtime=mtime, cache=cache)
+    """The signed ``APKINDEX.tar.gz`` bytes; every signer signs (key rotation).
+
+    ``pieces``: as for ``index_content_member``."""
+    content = index_content_member(description, apkindex, mtime=mtime, cache=cache, pieces=pieces)
     return signature_member(sign_member(content, signers)) + content
 
 

@@ -6,26 +6,57 @@ change token: the mtime on disk, an ETag in S3) — and the state says which
 packages must be read: new or changed ones only, or all with ``verify_all``.
 Adding or removing one package therefore never rereads the others.
 
-The state keeps each record as its rendered ``APKINDEX`` text, so rebuilding
-the index from 10,000 records is string joining, not parsing. Encoded, it is
-a small text format — a header, one tab-separated manifest line per package
-(file, size, stamp, build time, name, version), then the records in the same
-order — as easy to keep in an object store as beside the packages, and
-decoded with a few bulk string operations.
+The state is kept the way an update uses it: the ``APKINDEX`` text of all
+records, already in index order, beside one column per manifest field (file,
+name, version, stamp, size, build time, record length) in the same order. The
+index is that text as it is; an update splices the records that come and go
+into it (a binary search by name finds where), so nothing is sorted or joined
+per update, and ``StateEntry`` objects are made only when someone asks.
+
+Encoded (format 3), it is the same thing written down: a magic line with a
+CRC-32 of the rest; the description and the count; the text columns, one
+tab-separated line each; the number columns as little-endian 64-bit integers;
+then the ``APKINDEX`` text. Decoding is a few bulk splits and copies, and a
+damaged or foreign state is refused (the caller then rebuilds it). Format 2 (a
+manifest line per package, then the records) is still read.
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
-from collections.abc import Iterable, Mapping
+import itertools
+import sys
+import zlib
+from array import array
+from collections.abc import (
+    Collection,
+    ItemsView,
+    Iterable,
+    Iterator,
+    Mapping,
+    ValuesView,
+)
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from apkfarm.apk.errors import ApkFormatError
 from apkfarm.apk.index import IndexRecord, record_sort_key
+from apkfarm.apk.segmented_gzip import PIECE_RULE, ends_piece
 
-STATE_MAGIC = "apkfarm-index-state 2"
+STATE_MAGIC = "apkfarm-index-state 3"
+_V2_MAGIC = "apkfarm-index-state 2"
+# The text columns of format 3, in file order.
+_TEXT_COLUMNS = (b"F:", b"P:", b"V:", b"Z:")
+# The number columns (sizes, build times, record lengths) are arrays of C long long:
+# 8 bytes on every platform CPython runs on, written little-endian.
+_NUMBER = "q"
+_NUMBER_BYTES = 8
+_NUMBER_RANGE = range(-(2**63), 2**63)
+if array(_NUMBER).itemsize != _NUMBER_BYTES:  # pragma: no cover - no such platform
+    raise ImportError("apkfarm.apk.index_state needs 64-bit long long")
 
 
 class FileStamp(NamedTuple):
@@ -38,8 +69,8 @@ class FileStamp(NamedTuple):
 class StateEntry(NamedTuple):
     """One indexed package: its file, its stamp when read, and its record text.
 
-    (A NamedTuple rather than a dataclass: a 10,000-package state is decoded on
-    every incremental update, and tuples are several times cheaper to create.)
+    (A NamedTuple rather than a dataclass: tuples are several times cheaper to
+    create, and a whole state's entries are made at once when asked for.)
     """
 
     file_name: str
@@ -52,17 +83,20 @@ class StateEntry(NamedTuple):
 
     @classmethod
     def from_record(cls, file_name: str, stamp: FileStamp, record: IndexRecord) -> StateEntry:
-        """The entry of a package just read; its fields must fit the state's line format."""
+        """The entry of a package just read; its fields must fit the state's format."""
         for value in (file_name, stamp.stamp, record.name, record.version):
             if "\t" in value or "\n" in value:
                 raise ApkFormatError(f"{file_name!r}: tab or line break in {value!r}")
+        build_time = record.build_time or 0
+        if stamp.size not in _NUMBER_RANGE or build_time not in _NUMBER_RANGE:
+            raise ApkFormatError(f"{file_name!r}: size or build time out of range")
         return cls(
             file_name=file_name,
             size=stamp.size,
             stamp=stamp.stamp,
             name=record.name,
             version=record.version,
-            build_time=record.build_time or 0,
+            build_time=build_time,
             record_text=record.render(),
         )
 
@@ -75,28 +109,155 @@ class StateEntry(NamedTuple):
         return IndexRecord.parse(self.record_text, self.file_name)
 
 
-@dataclass(frozen=True)
-class IndexState:
-    """All indexed packages of one repository directory, by file name."""
+def _numbers(values: Iterable[int] = ()) -> array[int]:
+    return array(_NUMBER, values)
 
-    entries: Mapping[str, StateEntry] = field(default_factory=dict)
-    description: str = ""  # the index DESCRIPTION last written
 
-    def records(self) -> list[IndexRecord]:
-        return [entry.record for entry in self.ordered]
+def _little_endian(numbers: array[int]) -> bytes:
+    if sys.byteorder == "little":
+        return numbers.tobytes()
+    swapped = array(_NUMBER, numbers)
+    swapped.byteswap()
+    return swapped.tobytes()
 
-    @functools.cached_property
-    def ordered(self) -> list[StateEntry]:
-        """``sorted_entries()``, computed once per state."""
-        return self.sorted_entries()
 
-    def sorted_entries(self) -> list[StateEntry]:
-        """Index order: by name, then apk version order within a name.
+def _from_little_endian(data: bytes | memoryview) -> array[int]:
+    numbers = _numbers()
+    numbers.frombytes(data)
+    if sys.byteorder != "little":
+        numbers.byteswap()
+    return numbers
 
-        Sorting by name alone is cheap; only the rare runs of one name with
-        several versions need the (costlier) version keys.
-        """
-        ordered = sorted(self.entries.values(), key=attrgetter("name"))
+
+def _order_key(name: str, version: str, record_text: str, file_name: str) -> tuple[Any, ...]:
+    """Index order: name, apk version order, then the record and the file name, so that
+    one set of entries has exactly one order however it was reached."""
+    return (*record_sort_key(name, version), record_text, file_name)
+
+
+def _entry_order_key(entry: StateEntry) -> tuple[Any, ...]:
+    return _order_key(entry.name, entry.version, entry.record_text, entry.file_name)
+
+
+# tuple.__new__ bound to StateEntry: a C-level constructor for map() (NamedTuple._make
+# is a Python function, which doubles the cost of making 10,000 entries).
+_new_entry = functools.partial(tuple.__new__, StateEntry)
+
+
+class _Columns:
+    """Columns and ``APKINDEX`` text being assembled, in index order."""
+
+    def __init__(self) -> None:
+        self.files: list[str] = []
+        self.names: list[str] = []
+        self.versions: list[str] = []
+        self.stamps: list[str] = []
+        self.sizes = _numbers()
+        self.build_times = _numbers()
+        self.lengths = _numbers()
+        self.cuts = bytearray()
+        self.text: list[bytes] = []
+        # Where copying from a source stopped: entry index and text offset (copies go
+        # forward, so offsets are summed once over the whole source, not kept per entry).
+        self._source_at = (0, 0)
+
+    def copy(self, source: IndexEntries, start: int, end: int) -> None:
+        """Append ``source``'s entries ``start:end`` (after any copied before)."""
+        if start >= end:
+            return
+        at, offset = self._source_at
+        text_start = offset + sum(source._lengths[at:start])
+        text_end = text_start + sum(source._lengths[start:end])
+        self._source_at = (end, text_end)
+        self.files += source._files[start:end]
+        self.names += source._names[start:end]
+        self.versions += source._versions[start:end]
+        self.sizes += source._sizes[start:end]
+        self.stamps += source._stamps[start:end]
+        self.build_times += source._build_times[start:end]
+        self.lengths += source._lengths[start:end]
+        self.cuts += source._cuts[start:end]
+        self.text.append(source._text[text_start:text_end])
+
+    def append(self, entry: StateEntry) -> None:
+        text = entry.record_text
+        if not text.endswith("\n") or text.startswith("\n") or "\n\n" in text:
+            raise ApkFormatError(f"{entry.file_name!r}: not one rendered index record")
+        record = (text + "\n").encode("utf-8")
+        try:
+            self.sizes.append(entry.size)
+            self.build_times.append(entry.build_time)
+        except OverflowError:
+            raise ApkFormatError(f"{entry.file_name!r}: size or build time out of range") from None
+        self.files.append(entry.file_name)
+        self.names.append(entry.name)
+        self.versions.append(entry.version)
+        self.stamps.append(entry.stamp)
+        self.lengths.append(len(record))
+        self.cuts.append(ends_piece(record[:-2]))
+        self.text.append(record)
+
+    def finish(self, target: IndexEntries | None = None) -> IndexEntries:
+        """The assembled entries (in ``target``, when it is one being initialised)."""
+        if target is None:
+            target = IndexEntries.__new__(IndexEntries)
+        return target._set_columns(
+            files=self.files,
+            names=self.names,
+            versions=self.versions,
+            sizes=self.sizes,
+            stamps=self.stamps,
+            build_times=self.build_times,
+            lengths=self.lengths,
+            cuts=bytes(self.cuts),
+            text=b"".join(self.text),
+        )
+
+
+class IndexEntries(Mapping[str, StateEntry]):
+    """Indexed packages by file name, iterated in index order.
+
+    Immutable. Held as columns beside the ``APKINDEX`` text of all records
+    (each record followed by its blank line), so the index is the text as it
+    is; ``StateEntry`` objects are made on first use of ``[]``, ``values()``
+    or ``items()``, and an update (``updated``) splices the text.
+    """
+
+    __slots__ = (
+        "_build_times",
+        "_cuts",
+        "_entries_cache",
+        "_file_set_cache",
+        "_files",
+        "_lengths",
+        "_names",
+        "_offsets_cache",
+        "_sizes",
+        "_stamps",
+        "_text",
+        "_versions",
+    )
+
+    _files: list[str]
+    _names: list[str]
+    _versions: list[str]
+    _stamps: list[str]
+    _sizes: array[int]
+    _build_times: array[int]
+    _lengths: array[int]  # bytes of each record in _text, its blank line included
+    _cuts: bytes  # per record, 1 when a compressed piece ends after it (segmented_gzip)
+    _text: bytes
+    _offsets_cache: list[int] | None
+    _file_set_cache: set[str] | None
+    _entries_cache: dict[str, StateEntry] | None
+
+    def __init__(self, entries: Iterable[StateEntry] = ()) -> None:
+        """Entries in any order; they are put in index order (a file name given twice:
+        the last one counts)."""
+        by_file = {entry.file_name: entry for entry in entries}
+        # Sorting by name alone is cheap; only the rare runs of one name with
+        # several versions need the (costlier) version keys.
+        ordered = sorted(by_file.values(), key=attrgetter("name"))
         start = 0
         while start < len(ordered):
             end = start + 1
@@ -104,19 +265,290 @@ class IndexState:
             while end < len(ordered) and ordered[end].name == name:
                 end += 1
             if end - start > 1:
-                ordered[start:end] = sorted(
-                    ordered[start:end],
-                    key=lambda e: (*record_sort_key(e.name, e.version), e.record_text),
-                )
+                ordered[start:end] = sorted(ordered[start:end], key=_entry_order_key)
             start = end
-        return ordered
+        columns = _Columns()
+        for entry in ordered:
+            columns.append(entry)
+        columns.finish(self)
+        self._entries_cache = {entry.file_name: entry for entry in ordered}
+
+    def _set_columns(
+        self,
+        *,
+        files: list[str],
+        names: list[str],
+        versions: list[str],
+        sizes: array[int],
+        stamps: list[str],
+        build_times: array[int],
+        lengths: array[int],
+        cuts: bytes,
+        text: bytes,
+    ) -> IndexEntries:
+        """Hold these columns, already in index order (not checked); returns ``self``."""
+        self._files = files
+        self._names = names
+        self._versions = versions
+        self._sizes = sizes
+        self._stamps = stamps
+        self._build_times = build_times
+        self._lengths = lengths
+        self._cuts = cuts
+        self._text = text
+        self._offsets_cache = None
+        self._file_set_cache = None
+        self._entries_cache = None
+        return self
+
+    # --- the Mapping ---------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._files)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._file_set
+
+    def __getitem__(self, key: str) -> StateEntry:
+        return self._entries[key]
+
+    def values(self) -> ValuesView[StateEntry]:
+        return self._entries.values()
+
+    def items(self) -> ItemsView[str, StateEntry]:
+        return self._entries.items()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, IndexEntries):
+            return (
+                self._files == other._files
+                and self._stamps == other._stamps
+                and self._sizes == other._sizes
+                and self._build_times == other._build_times
+                and self._names == other._names
+                and self._versions == other._versions
+                and self._text == other._text
+            )
+        return super().__eq__(other)
+
+    def __hash__(self) -> int:
+        raise TypeError("unhashable type: 'IndexEntries'")  # like dict
+
+    def __repr__(self) -> str:
+        return f"IndexEntries({len(self)} packages)"
+
+    # --- what updates use ------------------------------------------------------
+
+    @property
+    def text(self) -> bytes:
+        """The ``APKINDEX`` text: every record, in index order, each followed by a blank line."""
+        return self._text
+
+    def newest_build_time(self) -> int:
+        return max(self._build_times, default=0)
+
+    def pieces(self) -> list[bytes]:
+        """``segmented_gzip.record_pieces(self.text)``, from the kept cut points."""
+        pieces = []
+        start = 0
+        first = 0  # the first record of the piece
+        cut = self._cuts.find(1)
+        while cut >= 0:
+            end = start + sum(self._lengths[first : cut + 1])
+            pieces.append(self._text[start:end])
+            start = end
+            first = cut + 1
+            cut = self._cuts.find(1, first)
+        if start < len(self._text):
+            pieces.append(self._text[start:])
+        return pieces
+
+    def file_stamps(self) -> dict[str, tuple[int, str]]:
+        """File name -> (size, stamp), comparable with a listing's ``FileStamp`` values."""
+        return dict(zip(self._files, zip(self._sizes, self._stamps, strict=True), strict=True))
+
+    def updated(self, drop: Collection[str], add: Iterable[StateEntry]) -> IndexEntries:
+        """A copy without the files in ``drop`` and with ``add`` (which replace entries of
+        the same file name) put in their places."""
+        adding = {entry.file_name: entry for entry in add}
+        gone = self._positions_of({name for name in itertools.chain(drop, adding) if name in self})
+        if not gone and not adding:
+            return self
+        if len(gone) + len(adding) > max(64, len(self) // 8):
+            # Many changes: sorting the result once is cheaper than placing each.
+            keep = [e for e in self.values() if e.file_name not in drop]
+            return IndexEntries([*keep, *adding.values()])
+        events: list[tuple[int, int, StateEntry | None]] = [
+            (position, 1, None) for position in gone
+        ]
+        for new in sorted(adding.values(), key=_entry_order_key):
+            events.append((self._insertion_point(new), 0, new))
+        # At one position, insertions (in index order: the sort is stable) come before
+        # the removal of the entry that is there.
+        events.sort(key=lambda event: (event[0], event[1]))
+        columns = _Columns()
+        done = 0
+        for position, _kind, placed in events:
+            columns.copy(self, done, position)
+            if placed is None:
+                done = position + 1
+            else:
+                done = position
+                columns.append(placed)
+        columns.copy(self, done, len(self))
+        result = columns.finish()
+        if self._entries_cache is not None:
+            # Entries were made already (a long-lived state): keep them, in the new order.
+            known = self._entries_cache | adding
+            result._entries_cache = {name: known[name] for name in result._files}
+        return result
+
+    def find_piece_ends(self) -> bytes:
+        """The cut points, found afresh from the text."""
+        offsets = self._offsets
+        text = self._text
+        return bytes(
+            ends_piece(text[start : end - 2]) for start, end in itertools.pairwise(offsets)
+        )
+
+    def in_index_order(self) -> bool:
+        """True when the columns are in index order (a check for decoded states)."""
+        names = self._names
+        if names != sorted(names):
+            return False
+        if len(set(names)) == len(names):
+            return True
+        # Some name has several entries: those runs must be in version (and record) order.
+        return all(
+            names[i] != names[i - 1] or self._order_key_at(i - 1) < self._order_key_at(i)
+            for i in range(1, len(names))
+        )
+
+    def _insertion_point(self, entry: StateEntry) -> int:
+        """Where ``entry`` goes among the current entries (before any of the same key)."""
+        names = self._names
+        low = bisect.bisect_left(names, entry.name)
+        high = bisect.bisect_right(names, entry.name, low)
+        if low == high:
+            return low
+        key = _entry_order_key(entry)
+        # A run of one name: few entries, compared by version (and record) key.
+        while low < high and self._order_key_at(low) < key:
+            low += 1
+        return low
+
+    def _order_key_at(self, index: int) -> tuple[Any, ...]:
+        return _order_key(
+            self._names[index], self._versions[index], self._record_at(index), self._files[index]
+        )
+
+    def _record_at(self, index: int) -> str:
+        offsets = self._offsets
+        return self._text[offsets[index] : offsets[index + 1] - 1].decode("utf-8")
+
+    # --- derived, made on first use ------------------------------------------------
+
+    @property
+    def _offsets(self) -> list[int]:
+        if self._offsets_cache is None:
+            self._offsets_cache = list(itertools.accumulate(self._lengths, initial=0))
+        return self._offsets_cache
+
+    @property
+    def _file_set(self) -> set[str]:
+        if self._file_set_cache is None:
+            self._file_set_cache = set(self._files)
+        return self._file_set_cache
+
+    def _positions_of(self, names: AbstractSet[str]) -> list[int]:
+        """The ascending positions of the entries for ``names`` (all present)."""
+        if len(names) <= 16:  # a few linear searches beat building a 10,000-entry dict
+            return sorted(self._files.index(name) for name in names)
+        return sorted(i for i, name in enumerate(self._files) if name in names)
+
+    @property
+    def _entries(self) -> dict[str, StateEntry]:
+        if self._entries_cache is None:
+            self._entries_cache = self._make_entries()
+        return self._entries_cache
+
+    def _make_entries(self) -> dict[str, StateEntry]:
+        offsets = self._offsets
+        text = self._text.decode("utf-8")
+        if len(text) == len(self._text):  # ASCII: byte offsets are character offsets
+            records = [text[start : end - 1] for start, end in itertools.pairwise(offsets)]
+        else:
+            records = [
+                self._text[start : end - 1].decode("utf-8")
+                for start, end in itertools.pairwise(offsets)
+            ]
+        entries = map(
+            _new_entry,
+            zip(
+                self._files,
+                self._sizes,
+                self._stamps,
+                self._names,
+                self._versions,
+                self._build_times,
+                records,
+                strict=True,
+            ),
+        )
+        return dict(zip(self._files, entries, strict=True))
+
+
+def _index_entries(entries: Mapping[str, StateEntry]) -> IndexEntries:
+    if isinstance(entries, IndexEntries):
+        return entries
+    for key, entry in entries.items():
+        if key != entry.file_name:
+            raise ValueError(f"index state: the entry under {key!r} is for {entry.file_name!r}")
+    return IndexEntries(entries.values())
+
+
+@dataclass(frozen=True)
+class IndexState:
+    """All indexed packages of one repository directory, by file name.
+
+    ``entries`` may be given as any mapping; it is kept as ``IndexEntries``
+    (in index order), which iterates in index order.
+    """
+
+    entries: Mapping[str, StateEntry] = field(default_factory=dict)
+    description: str = ""  # the index DESCRIPTION last written
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "entries", _index_entries(self.entries))
+
+    @property
+    def index_entries(self) -> IndexEntries:
+        entries = self.entries
+        if not isinstance(entries, IndexEntries):  # __post_init__ made it one
+            raise TypeError("IndexState.entries is not an IndexEntries")
+        return entries
+
+    @property
+    def ordered(self) -> list[StateEntry]:
+        """The entries in index order: by name, then apk version order within a name."""
+        return list(self.index_entries.values())
+
+    def records(self) -> list[IndexRecord]:
+        return [entry.record for entry in self.ordered]
 
     def apkindex(self) -> bytes:
         """The ``APKINDEX`` text, in the same order ``index.render_apkindex`` uses."""
-        return "".join(e.record_text + "\n" for e in self.ordered).encode("utf-8")
+        return self.index_entries.text
+
+    def apkindex_pieces(self) -> list[bytes]:
+        """``apkindex()`` cut as ``segmented_gzip.record_pieces`` cuts it (without cutting)."""
+        return self.index_entries.pieces()
 
     def newest_build_time(self) -> int:
-        return max((e.build_time for e in self.entries.values()), default=0)
+        return self.index_entries.newest_build_time()
 
 
 @dataclass(frozen=True)
@@ -138,14 +570,11 @@ def plan_update(
     state: IndexState, listing: Mapping[str, FileStamp], *, verify_all: bool = False
 ) -> UpdatePlan:
     """Compare the listing with the state: new, changed (size or stamp) and removed files."""
-    added = sorted(name for name in listing if name not in state.entries)
-    removed = sorted(name for name in state.entries if name not in listing)
-    changed = sorted(
-        name
-        for name, stamp in listing.items()
-        if (entry := state.entries.get(name)) is not None
-        and (entry.size != stamp.size or entry.stamp != stamp.stamp)
-    )
+    known = state.index_entries.file_stamps()
+    added = sorted(listing.keys() - known.keys())
+    removed = sorted(known.keys() - listing.keys())
+    # A FileStamp is a tuple: it equals the state's (size, stamp) when nothing changed.
+    changed = sorted(name for name, stamp in listing.items() if known.get(name, stamp) != stamp)
     to_read = sorted(listing) if verify_all else sorted(added + changed)
     unchanged = len(listing) - len(added) - len(changed)
     return UpdatePlan(tuple(to_read), tuple(added), tuple(changed), tuple(removed), unchanged)
@@ -168,36 +597,135 @@ def plan_changes(
 
 def apply_update(state: IndexState, plan: UpdatePlan, read: Iterable[StateEntry]) -> IndexState:
     """The new state: removed files dropped, read files (re)placed, the rest kept."""
-    entries = {name: entry for name, entry in state.entries.items() if name not in plan.removed}
-    for entry in read:
-        entries[entry.file_name] = entry
+    entries = state.index_entries.updated(frozenset(plan.removed), read)
     return IndexState(entries, state.description)
 
 
-def encode_state(state: IndexState) -> bytes:
-    """Header, one manifest line per package, then the records, all in index order.
+# ----------------------------------------------------------------------------- encoding
 
-    Columns keep decoding to a few bulk string operations (it runs on every
-    incremental update of the CLI).
+
+def encode_state(state: IndexState) -> bytes:
+    """Magic line with a CRC-32 of the rest, then description, count, columns, text.
+
+    The text columns are one line each of tab-separated values in index order;
+    the number columns follow as little-endian 64-bit integers; the text is
+    ``apkindex()`` as it is, cut into records by the lengths column.
     """
     if "\n" in state.description:
         raise ApkFormatError("index description must be one line")
-    ordered = state.ordered
-    manifest = "\n".join(
-        f"{e.file_name}\t{e.size}\t{e.stamp}\t{e.build_time}\t{e.name}\t{e.version}"
-        for e in ordered
+    entries = state.index_entries
+    head = "".join(
+        [
+            f"D:{state.description}\nN:{len(entries)}\nR:{PIECE_RULE}\nF:",
+            "\t".join(entries._files),
+            "\nP:",
+            "\t".join(entries._names),
+            "\nV:",
+            "\t".join(entries._versions),
+            "\nZ:",
+            "\t".join(entries._stamps),
+            "\n",
+        ]
+    ).encode("utf-8")
+    numbers = b"".join(
+        [
+            *(
+                _little_endian(column)
+                for column in (entries._sizes, entries._build_times, entries._lengths)
+            ),
+            entries._cuts,
+        ]
     )
-    records = "".join(e.record_text + "\n" for e in ordered)
-    return f"{STATE_MAGIC}\nD:{state.description}\n\n{manifest}\n\n{records}".encode()
-
-
-# tuple.__new__ bound to StateEntry: a C-level constructor for map() (NamedTuple._make
-# is a Python function, which doubles the cost of decoding 10,000 entries).
-_new_entry = functools.partial(tuple.__new__, StateEntry)
+    crc = zlib.crc32(entries.text, zlib.crc32(numbers, zlib.crc32(head)))
+    return b"".join([f"{STATE_MAGIC} {crc:08x}\n".encode(), head, numbers, entries.text])
 
 
 def decode_state(data: bytes, where: str = "index state") -> IndexState:
-    """Inverse of ``encode_state``; anything malformed is an ``ApkFormatError``."""
+    """Inverse of ``encode_state`` (and reads format 2); anything damaged, foreign or
+    inconsistent is an ``ApkFormatError``."""
+    if data.startswith(_V2_MAGIC.encode() + b"\n"):
+        return _decode_v2(data, where)
+    magic_end = data.find(b"\n")
+    prefix = STATE_MAGIC.encode() + b" "
+    if magic_end != len(prefix) + 8 or not data.startswith(prefix):
+        raise ApkFormatError(f"{where}: not an apkfarm index state (or another version)")
+    try:
+        expected_crc = int(data[len(prefix) : magic_end], 16)
+    except ValueError:
+        raise ApkFormatError(f"{where}: not an apkfarm index state (or another version)") from None
+    if zlib.crc32(memoryview(data)[magic_end + 1 :]) != expected_crc:
+        raise ApkFormatError(f"{where}: damaged (checksum mismatch)")
+    return _decode_v3_body(data, magic_end + 1, where)
+
+
+def _decode_v3_body(data: bytes, pos: int, where: str) -> IndexState:
+    def line(tag: bytes) -> str:
+        nonlocal pos
+        end = data.find(b"\n", pos)
+        if end < 0 or data[pos : pos + len(tag)] != tag:
+            raise ApkFormatError(f"{where}: malformed ({tag.decode()} line missing)")
+        value = data[pos + len(tag) : end]
+        pos = end + 1
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ApkFormatError(f"{where}: not UTF-8") from None
+
+    description = line(b"D:")
+    try:
+        count = int(line(b"N:"))
+    except ValueError:
+        raise ApkFormatError(f"{where}: malformed count") from None
+    rule = line(b"R:")
+    files, names, versions, stamps = (
+        value.split("\t") if value or count else [] for value in map(line, _TEXT_COLUMNS)
+    )
+    if count < 0 or any(len(column) != count for column in (files, names, versions, stamps)):
+        raise ApkFormatError(f"{where}: columns and count do not match")
+    view = memoryview(data)
+    width = count * _NUMBER_BYTES
+    if len(data) - pos < 3 * width + count:
+        raise ApkFormatError(f"{where}: truncated")
+    sizes, build_times, lengths = (
+        _from_little_endian(view[start : start + width])
+        for start in (pos, pos + width, pos + 2 * width)
+    )
+    pos += 3 * width
+    cuts = data[pos : pos + count]
+    text = data[pos + count :]
+    if cuts.translate(None, b"\x00\x01"):
+        raise ApkFormatError(f"{where}: malformed piece ends")
+    if count and (min(lengths) < 2 or not text.endswith(b"\n\n")):
+        raise ApkFormatError(f"{where}: malformed record lengths")
+    if sum(lengths) != len(text):
+        raise ApkFormatError(f"{where}: records and lengths do not match")
+    if not text.isascii():
+        try:
+            text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ApkFormatError(f"{where}: not UTF-8") from None
+    entries = IndexEntries.__new__(IndexEntries)._set_columns(
+        files=files,
+        names=names,
+        versions=versions,
+        sizes=sizes,
+        stamps=stamps,
+        build_times=build_times,
+        lengths=lengths,
+        cuts=cuts,
+        text=text,
+    )
+    if rule != PIECE_RULE:  # written by a version that cut the index otherwise
+        entries._cuts = entries.find_piece_ends()
+    if len(entries._file_set) != count:
+        raise ApkFormatError(f"{where}: a file name appears twice")
+    if not entries.in_index_order():
+        raise ApkFormatError(f"{where}: entries are not in index order")
+    return IndexState(entries, description)
+
+
+def _decode_v2(data: bytes, where: str) -> IndexState:
+    """Format 2: header, one manifest line per package, then the records (in index order)."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -205,7 +733,7 @@ def decode_state(data: bytes, where: str = "index state") -> IndexState:
     sections = text.split("\n\n", 2)
     header = sections[0]
     magic, _, description_line = header.partition("\n")
-    if magic != STATE_MAGIC or not description_line.startswith("D:") or len(sections) < 2:
+    if magic != _V2_MAGIC or not description_line.startswith("D:") or len(sections) < 2:
         raise ApkFormatError(f"{where}: not an apkfarm index state (or another version)")
     if len(sections) == 2 or not sections[1]:
         return IndexState({}, description_line[2:])
@@ -216,20 +744,12 @@ def decode_state(data: bytes, where: str = "index state") -> IndexState:
     if len(records) != len(rows) or any(len(row) != 6 for row in rows):
         raise ApkFormatError(f"{where}: manifest and records do not match")
     try:
-        files, sizes, stamps, build_times, names, versions = zip(*rows, strict=True)
-        entries = map(
-            _new_entry,
-            zip(
-                files,
-                map(int, sizes),
-                stamps,
-                names,
-                versions,
-                map(int, build_times),
-                [record + "\n" for record in records],
-                strict=True,
-            ),
-        )
-        return IndexState(dict(zip(files, entries, strict=True)), description_line[2:])
+        entries = [
+            StateEntry(file, int(size), stamp, name, version, int(build_time), record + "\n")
+            for (file, size, stamp, build_time, name, version), record in zip(
+                rows, records, strict=True
+            )
+        ]
     except ValueError:
         raise ApkFormatError(f"{where}: malformed numbers in the manifest") from None
+    return IndexState(IndexEntries(entries), description_line[2:])

@@ -267,6 +267,7 @@ class Repository:
                 self.signers,
                 mtime=new_state.newest_build_time(),
                 cache=self.segments,
+                pieces=new_state.apkindex_pieces(),
             )
             # Index first: if writing the state fails, the next run only rereads.
             write_atomically(self.index_path, index_bytes)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import os
+import random
 import re
 import shutil
+import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from apk_support import (
@@ -27,6 +31,7 @@ from apkfarm.apk.errors import ApkError, ApkFormatError, ApkSignatureError
 from apkfarm.apk.index import (
     IndexRecord,
     build_index_from_records,
+    index_content_member,
     parse_apkindex,
     read_index,
     read_index_records,
@@ -41,6 +46,7 @@ from apkfarm.apk.index_state import (
     apply_update,
     decode_state,
     encode_state,
+    plan_changes,
     plan_update,
 )
 from apkfarm.apk.keys import Keyring, generate_key_pair
@@ -54,6 +60,7 @@ from apkfarm.apk.repository import (
     read_packages,
     update_repository,
 )
+from apkfarm.apk.segmented_gzip import PIECE_RULE, record_pieces
 from apkfarm.apk.signing import LocalKeySigner
 
 RECORD = IndexRecord(
@@ -169,9 +176,49 @@ def test_signed_index_round_trip_several_signers_and_rejections(
 # ----------------------------------------------------------------------------- state
 
 
-def entry(name: str, version: str, stamp: str = "1") -> StateEntry:
-    record = IndexRecord(f"Q1{name}{version}", name, version, "x86_64", 10, 20, build_time=5)
+def entry(
+    name: str, version: str, stamp: str = "1", *, build_time: int = 5, variant: str = ""
+) -> StateEntry:
+    record = IndexRecord(
+        f"Q1{name}{version}{variant}", name, version, "x86_64", 10, 20, build_time=build_time
+    )
     return StateEntry.from_record(record.filename, FileStamp(10, stamp), record)
+
+
+def random_entry(rng: random.Random, name: str, version: str = "1.0-r0") -> StateEntry:
+    """An entry whose checksum looks like a real one (random), so the index has pieces."""
+    checksum = "Q1" + base64.b64encode(rng.randbytes(20)).decode()
+    record = IndexRecord(
+        checksum, name, version, "x86_64", rng.randrange(1, 10**6), 20, "a package", build_time=7
+    )
+    return StateEntry.from_record(record.filename, FileStamp(record.size, "1"), record)
+
+
+def state_v2(state: IndexState) -> bytes:
+    """``state`` as format 2 wrote it: a manifest line per package, then the records."""
+    ordered = state.ordered
+    manifest = "\n".join(
+        f"{e.file_name}\t{e.size}\t{e.stamp}\t{e.build_time}\t{e.name}\t{e.version}"
+        for e in ordered
+    )
+    records = "".join(e.record_text + "\n" for e in ordered)
+    return f"apkfarm-index-state 2\nD:{state.description}\n\n{manifest}\n\n{records}".encode()
+
+
+def reseal(data: bytes) -> bytes:
+    """A format-3 state whose body was edited, with its checksum made to match again."""
+    body = data.partition(b"\n")[2]
+    return b"apkfarm-index-state 3 %08x\n" % zlib.crc32(body) + body
+
+
+def assert_same_state(incremental: IndexState, full: IndexState) -> None:
+    """Whatever way a state was reached, it is the same state, text and bytes."""
+    assert incremental.entries == full.entries
+    assert list(incremental.entries) == list(full.entries)  # both in index order
+    assert incremental.apkindex() == full.apkindex() == render_apkindex(full.records())
+    assert incremental.apkindex_pieces() == record_pieces(full.apkindex())
+    assert encode_state(incremental) == encode_state(full)
+    assert decode_state(encode_state(incremental)) == full
 
 
 def test_plan_and_apply_are_incremental() -> None:
@@ -220,15 +267,129 @@ def test_property_state_encoding_round_trips(
     assert decoded.apkindex() == state.apkindex()
 
 
+# Few names and versions, so that runs of one name with several versions are common.
+_NAMES = st.sampled_from(["a", "b", "foo", "foo-bar", "foo_bar", "z"])
+_VERSIONS = st.sampled_from(["1.0-r0", "1.0-r1", "1.10-r0", "1.2_rc1-r0", "2-r0", "not@valid"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(_NAMES, _VERSIONS, st.sampled_from(["", "x"])), max_size=12),
+    st.lists(
+        st.lists(
+            st.one_of(
+                st.tuples(st.just("add"), _NAMES, _VERSIONS, st.sampled_from(["", "x", "y"])),
+                st.tuples(st.just("remove"), st.integers(0, 50)),
+            ),
+            max_size=5,
+        ),
+        max_size=6,
+    ),
+)
+def test_property_incremental_updates_equal_a_full_build(
+    initial: list[tuple[str, str, str]], steps: list[list[tuple[Any, ...]]]
+) -> None:
+    entries = {e.file_name: e for e in (entry(n, v, variant=x) for n, v, x in initial)}
+    state = IndexState(entries, "d")
+    for step in steps:
+        written: list[StateEntry] = []
+        deleted: list[str] = []
+        for change in step:
+            if change[0] == "add":
+                _, name, version, variant = change
+                written.append(entry(name, version, "2", variant=variant, build_time=len(variant)))
+            elif entries:
+                deleted.append(sorted(entries)[change[1] % len(entries)])
+        plan = plan_changes(state, written=[e.file_name for e in written], deleted=deleted)
+        state = apply_update(state, plan, written)
+        for name in plan.removed:
+            del entries[name]
+        entries.update((e.file_name, e) for e in written)
+        assert_same_state(state, IndexState(entries, "d"))
+        assert state.newest_build_time() == max((e.build_time for e in entries.values()), default=0)
+
+
+def test_a_large_index_keeps_its_pieces_through_updates() -> None:
+    rng = random.Random(3)
+    entries = [random_entry(rng, f"p{i:04d}") for i in range(3000)]
+    state = IndexState({e.file_name: e for e in entries}, "big")
+    assert len(state.apkindex_pieces()) > 3
+    assert_same_state(decode_state(encode_state(state)), state)
+    expected = {e.file_name: e for e in entries}
+    # One at a time (spliced in place) and a large batch (the state is sorted afresh).
+    for batch in (1, 1, 5, 200):
+        added = [random_entry(rng, f"p{rng.randrange(4000):04d}a") for _ in range(batch)]
+        removed = rng.sample(sorted(expected), batch)
+        plan = plan_changes(state, written=[e.file_name for e in added], deleted=removed)
+        state = apply_update(decode_state(encode_state(state)), plan, added)
+        for name in removed:
+            expected.pop(name, None)
+        expected.update((e.file_name, e) for e in added)
+        assert_same_state(state, IndexState(expected, "big"))
+    content = index_content_member("big", state.apkindex(), mtime=7)
+    assert index_content_member(
+        "big", state.apkindex(), mtime=7, pieces=state.apkindex_pieces()
+    ) == (content)
+
+
+def test_format_2_states_are_still_read() -> None:
+    rng = random.Random(5)
+    state = IndexState({e.file_name: e for e in (random_entry(rng, n) for n in "qwerty")}, "old")
+    assert_same_state(decode_state(state_v2(state)), state)
+    assert decode_state(state_v2(IndexState({}, "empty"))) == IndexState({}, "empty")
+
+
+def test_a_state_from_another_cutting_rule_gets_its_pieces_found_again() -> None:
+    rng = random.Random(4)
+    state = IndexState({e.file_name: e for e in (random_entry(rng, f"n{i}") for i in range(900))})
+    data = encode_state(state)
+    assert b"\nR:" + PIECE_RULE.encode() + b"\n" in data
+    other = reseal(data.replace(b"\nR:" + PIECE_RULE.encode() + b"\n", b"\nR:older-rule\n"))
+    # All pieces marked as ending after every record: ignored, found from the text again.
+    count = len(state.entries)
+    other = reseal(other[: -len(state.apkindex()) - count] + b"\x01" * count + state.apkindex())
+    assert_same_state(decode_state(other), state)
+
+
 def test_bad_state_is_refused() -> None:
     with pytest.raises(ApkFormatError, match="not an apkfarm index state"):
         decode_state(b"{}")
+    with pytest.raises(ApkFormatError, match="not an apkfarm index state"):
+        decode_state(b"apkfarm-index-state 3 nothex!!\nD:\n")
     with pytest.raises(ApkFormatError, match="manifest and records do not match"):
         decode_state(b"apkfarm-index-state 2\nD:\n\nx.apk\t1\t2\t3\n\nC:1\nP:a\nV:1\n\n")
     with pytest.raises(ApkFormatError, match="malformed numbers"):
         decode_state(b"apkfarm-index-state 2\nD:\n\nx.apk\tNaN\t2\t3\ta\t1\n\nC:1\nP:a\nV:1\n\n")
     with pytest.raises(ApkFormatError, match="another version"):
         decode_state(b"apkfarm-index-state 1\nD:\n\n")
+
+    state = IndexState({e.file_name: e for e in (entry("a", "1-r0"), entry("b", "1-r0"))}, "d")
+    good = encode_state(state)
+    assert decode_state(reseal(good)) == state
+    damaged = bytearray(good)
+    damaged[-5] ^= 1  # one bit of a record
+    problems = {
+        "checksum mismatch": bytes(damaged),
+        "checksum mismatch ": good[:-1],  # truncated
+        "columns and count do not match": reseal(good.replace(b"\nN:2\n", b"\nN:3\n")),
+        "malformed count": reseal(good.replace(b"\nN:2\n", b"\nN:two\n")),
+        "appears twice": reseal(good.replace(b"b-1-r0.apk", b"a-1-r0.apk")),
+        "not in index order": reseal(good.replace(b"\nP:a\tb\n", b"\nP:b\ta\n")),
+        "records and lengths do not match": reseal(good + b"C:extra\n\n"),
+        "malformed piece ends": reseal(good.replace(b"\x00C:", b"\x02C:")),
+        "truncated": reseal(good.partition(b"\nZ:1\t1\n")[0] + b"\nZ:1\t1\n"),
+        "V: line missing": reseal(good.replace(b"\nV:", b"\nX:")),
+        "not UTF-8": reseal(good.replace(b"\nD:d\n", b"\nD:\xff\n")),
+    }
+    for problem, data in problems.items():
+        with pytest.raises(ApkFormatError, match=problem.strip()):
+            decode_state(data)
+    with pytest.raises(ApkFormatError, match="one line"):
+        encode_state(IndexState({}, "two\nlines"))
+    with pytest.raises(ApkFormatError, match="not one rendered index record"):
+        IndexState({"x.apk": entry("x", "1-r0")._replace(file_name="x.apk", record_text="P:x")})
+    with pytest.raises(ApkFormatError, match="out of range"):
+        IndexState({"x.apk": entry("x", "1-r0")._replace(file_name="x.apk", size=2**63)})
 
 
 # ----------------------------------------------------------------------------- repository
