@@ -36,6 +36,7 @@ __all__ = [
     "Field",
     "Option",
     "hook_phase",
+    "inherited_options",
     "resolve_options",
     "spec_digest",
     "worker_spec",
@@ -321,6 +322,28 @@ def resolve_options(
         inherited = _inherited_options(tuple(parent.items()), pkgname.endswith("-devel"))
         return inherited, []
     return _options(written, pkgname, parent)
+
+
+def inherited_options(
+    parent_written: Sequence[str], parent_pkgname: str, pkgname: str
+) -> Mapping[str, bool]:
+    """``resolve_options((), pkgname, parent)`` for a subpackage that writes no options,
+    where ``parent`` is what `parent_written` resolves to for `parent_pkgname`.
+
+    The same answer without building a key from the parent's whole option
+    dictionary: templates share few distinct option lists.
+    """
+    return _subpackage_options(
+        tuple(parent_written), parent_pkgname.endswith("-devel"), pkgname.endswith("-devel")
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _subpackage_options(
+    parent_written: tuple[str, ...], parent_devel: bool, devel: bool
+) -> Mapping[str, bool]:
+    parent, _ = _top_level_options(parent_written, parent_devel)
+    return resolve_options((), "x-devel" if devel else "x", parent)[0]
 
 
 @functools.lru_cache(maxsize=4096)

@@ -44,7 +44,7 @@ _SEQUENCES = (list, tuple)  # not `list | tuple`: that builds a union object per
 
 def _strings(value: Any) -> tuple[str, ...]:
     if isinstance(value, _SEQUENCES):
-        return tuple(map(str, value))
+        return tuple(map(str, value)) if value else ()
     if isinstance(value, str):
         return (value,)
     return ()

@@ -25,6 +25,7 @@ from apkfarm.templates.fields import (
     BUILD_STYLES,
     FIELDS,
     HARDENING,
+    inherited_options,
     resolve_options,
 )
 from apkfarm.templates.model import CustomTarget, Subpackage, Template
@@ -140,25 +141,24 @@ def _parse_problem(text: str) -> str:
 def _dependency_problems(
     field: str, entries: Sequence[Any], *, build: bool, runtime: bool
 ) -> list[str]:
+    # Trees repeat the same few thousand names in every list: once a string
+    # is found fine for a kind of list, a set vouches for it (for the whole
+    # list at once, in C). Only new strings and bad entries are judged.
+    fine = _FINE[build, runtime]
+    try:
+        if fine.issuperset(entries):
+            return []
+    except TypeError:  # an unhashable entry: judged with the others below
+        pass
+    if len(fine) > _FINE_MAX:
+        fine.clear()  # a scheduler runs for months
     problems: list[str] = []
-    if not entries:
-        return problems
-    # Trees repeat the same few thousand names in every list: judge each
-    # string once per kind of list, then look the verdict up.
-    verdicts = _VERDICTS.get((field, build, runtime))
-    if verdicts is None or len(verdicts) > _VERDICTS_MAX:
-        verdicts = _VERDICTS[(field, build, runtime)] = {}
     for entry in entries:
-        if type(entry) is str:
-            verdict = verdicts.get(entry)
-            if verdict is None:
-                verdict = verdicts[entry] = _entry_problems(
-                    field, entry, build=build, runtime=runtime
-                )
-        else:
-            verdict = _entry_problems(field, entry, build=build, runtime=runtime)
-        if verdict:
-            problems += verdict
+        found = _entry_problems(field, entry, build=build, runtime=runtime)
+        if found:
+            problems += found
+        elif type(entry) is str:
+            fine.add(entry)
     return problems
 
 
@@ -167,9 +167,13 @@ def _dependency_problems(
 # a provider nor a conflict. It parses to Dependency(entry) with no problem.
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9+\-._,/\[\]]+")
 
-# (field, build, runtime) -> entry -> its problems; bounded, as a scheduler runs for months.
-_VERDICTS: dict[tuple[str, bool, bool], dict[str, tuple[str, ...]]] = {}
-_VERDICTS_MAX = 1 << 17
+# (build, runtime) -> the strings found fine in such a list.
+_FINE: dict[tuple[bool, bool], set[str]] = {
+    (True, False): set(),  # hostmakedepends, makedepends, checkdepends
+    (False, True): set(),  # depends
+    (False, False): set(),  # install_if
+}
+_FINE_MAX = 1 << 17
 
 
 def _entry_problems(field: str, entry: Any, *, build: bool, runtime: bool) -> tuple[str, ...]:
@@ -388,6 +392,7 @@ def _apply_rules(
             declared,
             pkgname=pkgname,
             fields=fields,
+            written_options=written_options,
             options=options,
             full_version=full_version,
             subpackages=subpackages,
@@ -428,6 +433,7 @@ def _subpackages(
     *,
     pkgname: str,
     fields: Mapping[str, Any],
+    written_options: Sequence[str],
     options: Mapping[str, bool],
     full_version: str,
     subpackages: list[Subpackage],
@@ -448,8 +454,11 @@ def _subpackages(
         # value for inherited fields); the rest is rebuilt here.
         sp_fields: dict[str, Any] = {**_SUBPACKAGE_BASE, **inherited, **entry["fields"]}
         sp_written = [o for o in sp_fields.get("options", []) if isinstance(o, str)]
-        sp_options, sp_unknown = resolve_options(sp_written, name, options)
-        errors += [f"unknown subpackage option: {o}" for o in sp_unknown]
+        if sp_written:
+            sp_options, sp_unknown = resolve_options(sp_written, name, options)
+            errors += [f"unknown subpackage option: {o}" for o in sp_unknown]
+        else:  # most subpackages: the options follow from the template's alone
+            sp_options = inherited_options(written_options, pkgname, name)
         where = f"subpackage '{name}': "
         depends = sp_fields.get("depends", [])
         if depends:

@@ -10,6 +10,7 @@ from test_templates_helpers import raw
 
 from apkfarm.profiles import resolve_context
 from apkfarm.templates import LoadPolicy
+from apkfarm.templates.fields import inherited_options, resolve_options
 from apkfarm.templates.model import Subpackage, Template
 from apkfarm.templates.rules import (
     RuleOutcome,
@@ -422,3 +423,14 @@ def test_assembled_templates_equal_constructed_ones() -> None:
     )
     with pytest.raises(dataclasses.FrozenInstanceError):
         assembled.pkgname = "bar"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("written", [[], ["!check"], ["!cross", "lto", "!strip"], ["bogus"]])
+@pytest.mark.parametrize(("parent", "sub"), [("foo", "foo-devel"), ("foo-devel", "foo-progs")])
+def test_subpackage_options_from_the_parents_written_ones_match_the_full_resolution(
+    written: list[str], parent: str, sub: str
+) -> None:
+    parent_options, _ = resolve_options(written, parent)
+    expected, unknown = resolve_options((), sub, parent_options)
+    assert unknown == []
+    assert dict(inherited_options(written, parent, sub)) == dict(expected)
