@@ -20,8 +20,8 @@ nothing pending on the input. File descriptors 0 and 1 are pointed at
 What a template evaluates to is plain data: the fields it set, its
 subpackages (what each subpackage function set and returned), the names of
 its hook functions (never run here) and the problems cbuild would refuse it
-for at load time. Content rules (pkgdesc, url, versions, archs, ...) are
-applied by the parent on this data.
+for at load time; lists that are empty are left out. Content rules
+(pkgdesc, url, versions, archs, ...) are applied by the parent on this data.
 """
 
 from __future__ import annotations
@@ -590,9 +590,7 @@ class Evaluation:
             template.origin = template.pkgname  # cbuild fills it in; subpackages inherit it
         template.options = self._options(template, template.pkgname)
         subpackages = self._subpackages(template)
-        return {
-            "ok": True,
-            "fields": fields,
+        parts = {
             "unknown_variables": unknown_variables,
             "unknown_hooks": unknown_hooks,
             "hooks": hooks,
@@ -602,6 +600,9 @@ class Evaluation:
             "custom_targets": self.custom_targets,
             "log": template._log[:100],
         }
+        # Empty lists are left out: the parent decodes every result, and most
+        # of these are empty for most templates.
+        return {"ok": True, "fields": fields, **{k: v for k, v in parts.items() if v}}
 
     def _options(self, package: Package, pkgname: str) -> dict[str, bool]:
         """The option dictionary subpackage functions read as ``self.parent.options``.
@@ -661,7 +662,7 @@ class Evaluation:
                 {
                     "name": name,
                     "declared": declared,
-                    "alternative": recorded,
+                    **({"alternative": recorded} if recorded else {}),
                     "install": install,
                     "fields": fields,
                 }
