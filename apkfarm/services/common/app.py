@@ -120,10 +120,6 @@ def amqps_context(files: TlsFiles) -> ssl.SSLContext:
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.check_hostname = True
     context.verify_mode = ssl.CERT_REQUIRED
-    # Python 3.13 turned on OpenSSL's strict X.509 checks, which demand key
-    # identifier extensions that `apkfarm certs init` certificates do not carry
-    # (gRPC's TLS does not ask for them). The chain must still lead to the farm CA.
-    context.verify_flags &= ~ssl.VERIFY_X509_STRICT
     return context
 
 
