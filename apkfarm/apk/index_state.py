@@ -753,3 +753,117 @@ def _decode_v2(data: bytes, where: str) -> IndexState:
     except ValueError:
         raise ApkFormatError(f"{where}: malformed numbers in the manifest") from None
     return IndexState(IndexEntries(entries), description_line[2:])
+
+
+# ----------------------------------------------------------------------------- journal
+#
+# A repository that keeps its state in a file need not rewrite all of it per update:
+# it can append what changed to a journal kept beside it, and fold the journal into
+# a new base state now and then. The journal names the base it follows (by the
+# base's checksum and length), so a journal left over from an older base is never
+# applied to a newer one; each batch carries its length and checksum, so a batch
+# cut short by a crash is noticed and ends the journal there.
+
+JOURNAL_MAGIC = "apkfarm-index-journal 1"
+
+
+@dataclass(frozen=True)
+class StateChanges:
+    """One update as a journal keeps it: files dropped, entries (re)written, description."""
+
+    removed: tuple[str, ...]
+    written: tuple[StateEntry, ...]
+    description: str
+
+
+@dataclass(frozen=True)
+class Journal:
+    """The changes a journal holds after its base, in order."""
+
+    changes: tuple[StateChanges, ...]
+    # False when the journal follows another base or its last batch is cut short: it
+    # must not be appended to (a new base and journal must be written).
+    intact: bool
+
+
+def state_identity(encoded: bytes) -> str | None:
+    """How a journal names the base ``encoded`` (a format-3 state); None for other data."""
+    prefix = STATE_MAGIC.encode() + b" "
+    line_end = len(prefix) + 8
+    if not encoded.startswith(prefix) or encoded[line_end : line_end + 1] != b"\n":
+        return None
+    return f"{encoded[len(prefix) : line_end].decode('ascii', 'replace')}-{len(encoded)}"
+
+
+def journal_header(base: str) -> bytes:
+    """The start of a journal that follows the base named ``base`` (``state_identity``)."""
+    return f"{JOURNAL_MAGIC} {base}\n".encode()
+
+
+def encode_changes(changes: StateChanges) -> bytes:
+    """One journal batch: ``B <length> <CRC-32>``, then the removed files on one line and
+    the written entries as a small encoded state."""
+    for name in changes.removed:
+        if not name or "\t" in name or "\n" in name:
+            raise ApkFormatError(f"{name!r}: not a file name a journal can hold")
+    written = IndexState({e.file_name: e for e in changes.written}, changes.description)
+    payload = b"".join(
+        [b"X:", "\t".join(changes.removed).encode("utf-8"), b"\n", encode_state(written)]
+    )
+    return b"B %d %08x\n" % (len(payload), zlib.crc32(payload)) + payload
+
+
+def decode_journal(data: bytes, base: str, where: str = "index journal") -> Journal:
+    """The batches of a journal that follows the base named ``base``.
+
+    A journal for another base holds nothing (it is older than the base); a
+    batch cut short ends it. Either way the journal is not ``intact``. A whole
+    batch that does not decode is an ``ApkFormatError``.
+    """
+    header = journal_header(base)
+    if not data.startswith(header):
+        return Journal((), intact=False)
+    changes: list[StateChanges] = []
+    pos = len(header)
+    while pos < len(data):
+        line_end = data.find(b"\n", pos)
+        fields = data[pos:line_end].split(b" ") if line_end >= 0 else []
+        if len(fields) != 3 or fields[0] != b"B" or not fields[1].isdigit():
+            return Journal(tuple(changes), intact=False)
+        payload = data[line_end + 1 : line_end + 1 + int(fields[1])]
+        if len(payload) != int(fields[1]) or f"{zlib.crc32(payload):08x}".encode() != fields[2]:
+            return Journal(tuple(changes), intact=False)
+        changes.append(_decode_batch(payload, f"{where}, batch {len(changes) + 1}"))
+        pos = line_end + 1 + len(payload)
+    return Journal(tuple(changes), intact=True)
+
+
+def _decode_batch(payload: bytes, where: str) -> StateChanges:
+    removed_line, _, encoded = payload.partition(b"\n")
+    if not removed_line.startswith(b"X:"):
+        raise ApkFormatError(f"{where}: malformed")
+    try:
+        removed = removed_line[2:].decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApkFormatError(f"{where}: not UTF-8") from None
+    written = decode_state(encoded, where)
+    return StateChanges(
+        removed=tuple(removed.split("\t")) if removed else (),
+        written=tuple(written.entries.values()),
+        description=written.description,
+    )
+
+
+def apply_changes(state: IndexState, changes: Iterable[StateChanges]) -> IndexState:
+    """``state`` with journalled ``changes`` applied in order (one splice for all)."""
+    net: dict[str, StateEntry | None] = {}
+    description = state.description
+    for batch in changes:
+        for name in batch.removed:
+            net[name] = None
+        for entry in batch.written:
+            net[entry.file_name] = entry
+        description = batch.description
+    dropped = frozenset(name for name, entry in net.items() if entry is None)
+    written = [entry for entry in net.values() if entry is not None]
+    return IndexState(state.index_entries.updated(dropped, written), description)

@@ -1,15 +1,20 @@
 """A repository directory on disk: list packages, read the new ones, write the index atomically.
 
 This is the file-system edge of ``index_state``: the state lives beside the
-packages in ``.apkfarm-index.state``; ``APKINDEX.tar.gz`` and the state are
-written to a temporary file and renamed into place, so a reader never sees
-a half-written index and a failure leaves the previous index and state as
-they were. Packages are read in worker processes when there are many.
+packages in ``.apkfarm-index.state``, and the updates since it was written in
+``.apkfarm-index.journal`` (appended to, so that adding one package to a large
+repository does not rewrite the whole state; folded into a new state file
+every ``_JOURNAL_MAX_BATCHES`` updates). ``APKINDEX.tar.gz`` and the state
+are written to a temporary file and renamed into place, so a reader never
+sees a half-written index and a failure leaves the previous index and state
+as they were; a journal batch cut short by a crash is noticed and ignored.
+Packages are read in worker processes when there are many.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import multiprocessing
 import os
 import stat
@@ -24,13 +29,20 @@ from apkfarm.apk.index import IndexRecord, build_index
 from apkfarm.apk.index_state import (
     FileStamp,
     IndexState,
+    Journal,
+    StateChanges,
     StateEntry,
     UpdatePlan,
+    apply_changes,
     apply_update,
+    decode_journal,
     decode_state,
+    encode_changes,
     encode_state,
+    journal_header,
     plan_changes,
     plan_update,
+    state_identity,
 )
 from apkfarm.apk.keys import Keyring
 from apkfarm.apk.reader import verify_package
@@ -39,6 +51,12 @@ from apkfarm.apk.signing import Signer
 
 INDEX_NAME = "APKINDEX.tar.gz"
 STATE_NAME = ".apkfarm-index.state"
+JOURNAL_NAME = ".apkfarm-index.journal"  # updates since the state file was written
+# The journal is folded into a new state file after this many updates (replaying it
+# costs a little on every load), and an update changing more packages than this
+# writes a new state file at once.
+_JOURNAL_MAX_BATCHES = 64
+_JOURNAL_MAX_CHANGES = 64
 SEGMENTS_NAME = ".apkfarm-index.segments"  # compressed index pieces, a pure cache
 _PARALLEL_FROM = 256  # below this, starting worker processes costs more than it saves
 _MAX_ERRORS_SHOWN = 20
@@ -164,17 +182,49 @@ def read_packages(
     return results
 
 
-def load_state(directory: Path) -> IndexState | None:
+@dataclass(frozen=True)
+class SavedState:
+    """A directory's index state as saved: the state file with its journal applied."""
+
+    state: IndexState
+    # The state file's identity when its journal can take more updates; None when the
+    # next update must write a new state file (old format, journal torn or missing).
+    journal_base: str | None
+    journal_batches: int
+
+
+def load_state(directory: Path) -> SavedState | None:
     """The saved state, or None when it is missing or unreadable (then everything is read)."""
     path = directory / STATE_NAME
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         return None
+    journal_path = directory / JOURNAL_NAME
     try:
-        return decode_state(data, str(path))
+        state = decode_state(data, str(path))
+        base = state_identity(data)
+        journal = Journal((), intact=False)
+        if base is not None:
+            with contextlib.suppress(FileNotFoundError):  # then the next update writes one
+                journal = decode_journal(journal_path.read_bytes(), base, str(journal_path))
+        if journal.changes:
+            state = apply_changes(state, journal.changes)
     except ApkFormatError:
         return None
+    return SavedState(state, base if journal.intact else None, len(journal.changes))
+
+
+def append_durably(path: Path, data: bytes) -> None:
+    """Append ``data`` to the existing file ``path`` and fsync it."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_atomically(path: Path, data: bytes, *, durable: bool = True) -> None:
@@ -222,7 +272,9 @@ class Repository:
         self.jobs = jobs
         saved = load_state(directory)
         self.state_was_reset = saved is None
-        self.state = saved if saved is not None else IndexState()
+        self.state = saved.state if saved is not None else IndexState()
+        self._journal_base = saved.journal_base if saved is not None else None
+        self._journal_batches = saved.journal_batches if saved is not None else 0
         try:
             self.segments = decode_cache((directory / SEGMENTS_NAME).read_bytes())
         except FileNotFoundError:
@@ -271,7 +323,9 @@ class Repository:
             )
             # Index first: if writing the state fails, the next run only rereads.
             write_atomically(self.index_path, index_bytes)
-            write_atomically(self.directory / STATE_NAME, encode_state(new_state))
+            changes = StateChanges(plan.removed, tuple(read), self.description)
+            if force or not self._journal(changes):
+                self._write_state(new_state)
             write_atomically(
                 self.directory / SEGMENTS_NAME, encode_cache(self.segments), durable=False
             )
@@ -289,6 +343,34 @@ class Repository:
         self.state = new_state
         self.state_was_reset = False
         return update
+
+    def _journal(self, changes: StateChanges) -> bool:
+        """Append ``changes`` to the journal; False when a new state file must be written."""
+        if (
+            self._journal_base is None
+            or self._journal_batches >= _JOURNAL_MAX_BATCHES
+            or len(changes.removed) + len(changes.written) > _JOURNAL_MAX_CHANGES
+        ):
+            return False
+        base = self._journal_base
+        self._journal_base = None  # until the batch is wholly written: a torn one ends it
+        try:
+            append_durably(self.directory / JOURNAL_NAME, encode_changes(changes))
+        except FileNotFoundError:  # the journal went away since it was read
+            return False
+        self._journal_base = base
+        self._journal_batches += 1
+        return True
+
+    def _write_state(self, state: IndexState) -> None:
+        """A new state file, then an empty journal that follows it (in this order: a
+        crash between leaves the old journal, which names the old state file)."""
+        data = encode_state(state)
+        base = state_identity(data)
+        write_atomically(self.directory / STATE_NAME, data)
+        write_atomically(self.directory / JOURNAL_NAME, journal_header(base or ""))
+        self._journal_base = base
+        self._journal_batches = 0
 
 
 def update_repository(

@@ -9,6 +9,7 @@ import random
 import re
 import shutil
 import zlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -42,18 +43,26 @@ from apkfarm.apk.index import (
 from apkfarm.apk.index_state import (
     FileStamp,
     IndexState,
+    Journal,
+    StateChanges,
     StateEntry,
+    apply_changes,
     apply_update,
+    decode_journal,
     decode_state,
+    encode_changes,
     encode_state,
+    journal_header,
     plan_changes,
     plan_update,
+    state_identity,
 )
 from apkfarm.apk.keys import Keyring, generate_key_pair
 from apkfarm.apk.package import build_package
 from apkfarm.apk.pkginfo import PkgInfo
 from apkfarm.apk.repository import (
     INDEX_NAME,
+    JOURNAL_NAME,
     STATE_NAME,
     Repository,
     list_packages,
@@ -332,6 +341,47 @@ def test_a_large_index_keeps_its_pieces_through_updates() -> None:
     ) == (content)
 
 
+def test_a_journal_replays_its_batches_and_stops_at_a_torn_one() -> None:
+    rng = random.Random(6)
+    base = IndexState({e.file_name: e for e in (random_entry(rng, f"b{i}") for i in range(50))})
+    encoded = encode_state(base)
+    identity = state_identity(encoded)
+    assert identity is not None and state_identity(b"apkfarm-index-state 2\nD:\n\n") is None
+    batches = [
+        StateChanges((), (random_entry(rng, "new"),), "one"),
+        StateChanges(("b1-1.0-r0.apk", "b2-1.0-r0.apk"), (random_entry(rng, "b3"),), "two"),
+        StateChanges(("new-1.0-r0.apk",), (), "three"),
+    ]
+    journal = journal_header(identity) + b"".join(encode_changes(b) for b in batches)
+    replayed = decode_journal(journal, identity)
+    assert replayed == Journal(tuple(batches), intact=True)
+    expected = base
+    for batch in batches:
+        plan = plan_changes(expected, written=[e.file_name for e in batch.written])
+        plan = replace(plan, removed=batch.removed)
+        expected = replace(
+            apply_update(expected, plan, batch.written), description=batch.description
+        )
+    assert_same_state(apply_changes(base, replayed.changes), expected)
+    assert apply_changes(base, replayed.changes).description == "three"
+    # A batch cut short (a crash while appending) ends the journal; it is not intact.
+    for cut in (1, 10, len(encode_changes(batches[2])) - 1):
+        torn = decode_journal(journal[:-cut], identity)
+        assert torn == Journal(tuple(batches[:2]), intact=False)
+    # A journal that follows another state file holds nothing for this one.
+    assert decode_journal(journal, "00000000-1") == Journal((), intact=False)
+    assert decode_journal(journal_header(identity), identity) == Journal((), intact=True)
+    # A whole batch (its checksum matches) that does not decode is an error, not a tail.
+    bogus = b"X:\nnot a state"
+    with pytest.raises(ApkFormatError, match="batch 1"):
+        decode_journal(
+            journal_header(identity) + b"B %d %08x\n" % (len(bogus), zlib.crc32(bogus)) + bogus,
+            identity,
+        )
+    with pytest.raises(ApkFormatError, match="not a file name"):
+        encode_changes(StateChanges(("a\tb.apk",), (), ""))
+
+
 def test_format_2_states_are_still_read() -> None:
     rng = random.Random(5)
     state = IndexState({e.file_name: e for e in (random_entry(rng, n) for n in "qwerty")}, "old")
@@ -528,3 +578,108 @@ def test_warm_repository_takes_changes_from_events(
     assert Repository(repo_dir, signers=[signer], keyring=keyring).state == repository.state
     assert repository.refresh().added == ("unannounced-1.0-r0.apk",)
     assert [r.name for r in read_index_records(repo_dir / INDEX_NAME)] == ["extra", "unannounced"]
+
+
+def test_updates_are_journalled_and_folded_into_the_state_file(
+    tmp_path: Path, signer: LocalKeySigner, keyring: Keyring, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("apkfarm.apk.repository._JOURNAL_MAX_BATCHES", 2)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    make_package(repo, signer, "first")
+    update_repository(repo, signers=[signer], keyring=keyring, description="j")
+    state_file = (repo / STATE_NAME).read_bytes()
+    journal = (repo / JOURNAL_NAME).read_bytes()
+    assert journal.startswith(b"apkfarm-index-journal 1 ") and journal.count(b"\n") == 1
+
+    def index_like_a_fresh_build() -> None:
+        """The index equals, byte for byte, one built from nothing over the same files."""
+        fresh = tmp_path / "fresh"
+        shutil.rmtree(fresh, ignore_errors=True)
+        fresh.mkdir()
+        for package in repo.glob("*.apk"):
+            shutil.copy(package, fresh / package.name)
+        update_repository(fresh, signers=[signer], keyring=keyring, description="j")
+        assert (repo / INDEX_NAME).read_bytes() == (fresh / INDEX_NAME).read_bytes()
+        # The state reloaded from file and journal holds the same records (the stamps
+        # differ: the copies have other mtimes).
+        reloaded = Repository(repo, signers=[signer], keyring=keyring).state
+        rebuilt = Repository(fresh, signers=[signer], keyring=keyring).state
+        assert list(reloaded.entries) == list(rebuilt.entries)
+        assert reloaded.apkindex() == rebuilt.apkindex()
+        assert reloaded.apkindex_pieces() == record_pieces(rebuilt.apkindex())
+
+    # Two updates are appended to the journal; the state file stays as it was.
+    make_package(repo, signer, "second")
+    assert update_repository(repo, signers=[signer], keyring=keyring, description="j").reread == 1
+    make_package(repo, signer, "third")
+    (repo / "first-1.0-r0.apk").unlink()
+    update_repository(repo, signers=[signer], keyring=keyring, description="j")
+    assert (repo / STATE_NAME).read_bytes() == state_file
+    assert (repo / JOURNAL_NAME).read_bytes().startswith(journal)
+    assert (repo / JOURNAL_NAME).read_bytes().count(b"\nB ") == 2
+    index_like_a_fresh_build()
+    # The third is folded into a new state file, with an empty journal after it.
+    make_package(repo, signer, "fourth")
+    update_repository(repo, signers=[signer], keyring=keyring, description="j")
+    assert (repo / STATE_NAME).read_bytes() != state_file
+    assert (repo / JOURNAL_NAME).read_bytes().count(b"\n") == 1
+    index_like_a_fresh_build()
+
+    # A batch cut short by a crash: what it held is read again, and the state file is
+    # rewritten rather than the torn journal appended to.
+    make_package(repo, signer, "fifth")
+    update_repository(repo, signers=[signer], keyring=keyring, description="j")
+    with (repo / JOURNAL_NAME).open("r+b") as torn:
+        torn.truncate(torn.seek(0, os.SEEK_END) - 7)
+    state_file = (repo / STATE_NAME).read_bytes()
+    again = update_repository(repo, signers=[signer], keyring=keyring, description="j")
+    assert again.added == ("fifth-1.0-r0.apk",) and not again.state_was_reset
+    assert (repo / STATE_NAME).read_bytes() != state_file
+    index_like_a_fresh_build()
+
+    # A journal left over from an older state file (a crash while folding) is not
+    # applied to the newer one: it would bring back a package removed since.
+    make_package(repo, signer, "sixth")
+    update_repository(repo, signers=[signer], keyring=keyring, description="j")
+    old_journal = (repo / JOURNAL_NAME).read_bytes()
+    assert old_journal.count(b"\nB ") == 1
+    (repo / "sixth-1.0-r0.apk").unlink()
+    update_repository(repo, signers=[signer], keyring=keyring, description="j")
+    make_package(repo, signer, "seventh")
+    update_repository(repo, signers=[signer], keyring=keyring, description="j")  # folds
+    (repo / JOURNAL_NAME).write_bytes(old_journal)
+    untouched = update_repository(repo, signers=[signer], keyring=keyring, description="j")
+    assert (untouched.removed, untouched.wrote_index) == ((), False)
+    index_like_a_fresh_build()
+
+    # Large changes go straight to a new state file, even when the journal has room.
+    (repo / "seventh-1.0-r0.apk").unlink()
+    update_repository(repo, signers=[signer], keyring=keyring, description="j")  # folds
+    assert (repo / JOURNAL_NAME).read_bytes().count(b"\n") == 1
+    monkeypatch.setattr("apkfarm.apk.repository._JOURNAL_MAX_CHANGES", 1)
+    state_file = (repo / STATE_NAME).read_bytes()
+    make_package(repo, signer, "eighth")
+    make_package(repo, signer, "ninth")
+    update_repository(repo, signers=[signer], keyring=keyring, description="j")
+    assert (repo / STATE_NAME).read_bytes() != state_file
+    assert (repo / JOURNAL_NAME).read_bytes().count(b"\n") == 1
+    index_like_a_fresh_build()
+
+
+def test_a_repository_with_a_format_2_state_is_not_read_again(
+    tmp_path: Path, signer: LocalKeySigner, keyring: Keyring
+) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for name in ("one", "two"):
+        make_package(repo, signer, name)
+    update_repository(repo, signers=[signer], keyring=keyring)
+    state = Repository(repo, signers=[signer], keyring=keyring).state
+    (repo / STATE_NAME).write_bytes(state_v2(state))
+    (repo / JOURNAL_NAME).unlink()
+    make_package(repo, signer, "three")
+    update = update_repository(repo, signers=[signer], keyring=keyring)
+    assert (update.reread, update.state_was_reset) == (1, False)
+    assert (repo / STATE_NAME).read_bytes().startswith(b"apkfarm-index-state 3 ")
+    assert [r.name for r in read_index_records(repo / INDEX_NAME)] == ["one", "three", "two"]
