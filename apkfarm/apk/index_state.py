@@ -366,9 +366,20 @@ class IndexEntries(Mapping[str, StateEntry]):
             pieces.append(self._text[start:])
         return pieces
 
-    def file_stamps(self) -> dict[str, tuple[int, str]]:
-        """File name -> (size, stamp), comparable with a listing's ``FileStamp`` values."""
-        return dict(zip(self._files, zip(self._sizes, self._stamps, strict=True), strict=True))
+    def differences(self, listing: Mapping[str, FileStamp]) -> tuple[list[str], list[str]]:
+        """The files whose listed stamp differs from the kept one, and those not listed."""
+        # One C-level lookup per file, then tuple comparisons: a FileStamp equals the kept
+        # (size, stamp) when nothing changed, and None (not listed) equals nothing.
+        now = list(map(listing.get, self._files))
+        kept = zip(self._sizes, self._stamps, strict=True)
+        differing = [name for name, a, b in zip(self._files, now, kept, strict=True) if a != b]
+        if len(self._files) == len(listing) and not differing:
+            return [], []
+        removed = [name for name, stamp in zip(self._files, now, strict=True) if stamp is None]
+        if removed:
+            gone = set(removed)
+            differing = [name for name in differing if name not in gone]
+        return differing, removed
 
     def updated(self, drop: Collection[str], add: Iterable[StateEntry]) -> IndexEntries:
         """A copy without the files in ``drop`` and with ``add`` (which replace entries of
@@ -570,11 +581,11 @@ def plan_update(
     state: IndexState, listing: Mapping[str, FileStamp], *, verify_all: bool = False
 ) -> UpdatePlan:
     """Compare the listing with the state: new, changed (size or stamp) and removed files."""
-    known = state.index_entries.file_stamps()
-    added = sorted(listing.keys() - known.keys())
-    removed = sorted(known.keys() - listing.keys())
-    # A FileStamp is a tuple: it equals the state's (size, stamp) when nothing changed.
-    changed = sorted(name for name, stamp in listing.items() if known.get(name, stamp) != stamp)
+    entries = state.index_entries
+    changed, removed = entries.differences(listing)
+    added = sorted(name for name in listing if name not in entries)
+    changed.sort()
+    removed.sort()
     to_read = sorted(listing) if verify_all else sorted(added + changed)
     unchanged = len(listing) - len(added) - len(changed)
     return UpdatePlan(tuple(to_read), tuple(added), tuple(changed), tuple(removed), unchanged)

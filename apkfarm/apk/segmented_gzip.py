@@ -100,12 +100,12 @@ def segmented_member(
     return b"".join(out)
 
 
-_CACHE_MAGIC = b"apkfarm-segments 2\n"  # 2: SHA-256 keys
+_CACHE_MAGIC = b"apkfarm-segments 2\n"  # 2: SHA-256 keys and digests
 _ENTRY_HEAD = struct.Struct("<BI16s")  # key length, value length, digest of the value
 
 
 def _value_digest(value: bytes) -> bytes:
-    return hashlib.blake2b(value, digest_size=16).digest()
+    return hashlib.sha256(value).digest()[:16]  # SHA-256: see _key
 
 
 def encode_cache(cache: SegmentCache) -> bytes:

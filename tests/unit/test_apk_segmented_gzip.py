@@ -11,8 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from apkfarm.apk.segmented_gzip import (
+    PIECE_RULE,
     decode_cache,
     encode_cache,
+    ends_piece,
     record_pieces,
     segmented_member,
 )
@@ -93,3 +95,13 @@ def test_property_any_pieces_make_one_member(pieces: list[bytes], level: int) ->
 def test_large_random_pieces() -> None:
     pieces = [os.urandom(70_000) for _ in range(3)]
     assert gzip.decompress(segmented_member(pieces, level=6, cache={})) == b"".join(pieces)
+
+
+def test_pieces_end_exactly_after_the_records_that_end_pieces() -> None:
+    # What the index state relies on when it keeps, per record, whether a piece ends there.
+    pieces = record_pieces(records(3000))
+    assert PIECE_RULE
+    for piece in pieces[:-1]:
+        *inner, last = piece[:-2].split(b"\n\n")
+        assert ends_piece(last)
+        assert not any(ends_piece(record) for record in inner)
