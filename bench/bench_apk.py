@@ -22,7 +22,12 @@ from apkfarm.apk.assemble import write_signed_package
 from apkfarm.apk.keys import Keyring, generate_key_pair
 from apkfarm.apk.package import build_package
 from apkfarm.apk.pkginfo import PkgInfo
-from apkfarm.apk.repository import Repository, update_repository
+from apkfarm.apk.repository import (
+    JOURNAL_NAME,
+    STATE_NAME,
+    Repository,
+    update_repository,
+)
 from apkfarm.apk.signing import LocalKeySigner
 
 FULL_INDEX_GOAL_S = 3.0
@@ -163,55 +168,72 @@ def main() -> int:
             f"i.e. {cpu / CORES:.2f} s on {CORES} idle cores ({ratio(cpu / CORES, FULL_INDEX_GOAL_S)})"
         )
 
-        # Cold: what `apkfarm index DIR` does — scan the directory, load the state file.
-        write_package(repo, trees[0], signer, "zz-new-package")
-        cpu_before = time.process_time()
-        start = time.perf_counter()
-        added = update_repository(repo, signers=[signer], keyring=keyring, description="bench")
-        elapsed = time.perf_counter() - start
-        cpu = time.process_time() - cpu_before
-        assert added.added == ("zz-new-package-1.0-r0.apk",) and added.reread == 1
-        print(
-            f"incremental add of 1 package to {added.packages - 1}, cold (CLI: scan + load state): "
-            f"{elapsed * 1000:.0f} ms ({ratio(elapsed, INCREMENTAL_GOAL_S)}; "
-            f"goal {INCREMENTAL_GOAL_S * 1000:.0f} ms), CPU {cpu * 1000:.0f} ms "
-            f"({ratio(cpu, INCREMENTAL_GOAL_S)})"
-        )
-        # Cold, named: `apkfarm index DIR --added FILE` — load the state, no directory scan.
-        write_package(repo, trees[0], signer, "zz-named-package")
-        cpu_before = time.process_time()
-        start = time.perf_counter()
-        named = Repository(
-            repo, signers=[signer], keyring=keyring, description="bench"
-        ).packages_changed(written=["zz-named-package-1.0-r0.apk"])
-        elapsed = time.perf_counter() - start
-        cpu = time.process_time() - cpu_before
-        assert named.added == ("zz-named-package-1.0-r0.apk",) and named.reread == 1
-        print(
-            f"incremental add of 1 package to {named.packages - 1}, cold (CLI --added: load "
-            f"state, no scan): {elapsed * 1000:.0f} ms ({ratio(elapsed, INCREMENTAL_GOAL_S)}), "
-            f"CPU {cpu * 1000:.0f} ms ({ratio(cpu, INCREMENTAL_GOAL_S)})"
-        )
-        (repo / "zz-named-package-1.0-r0.apk").unlink()
-        (repo / "zz-new-package-1.0-r0.apk").unlink()
-        start = time.perf_counter()
-        removed = update_repository(repo, signers=[signer], keyring=keyring, description="bench")
-        elapsed = time.perf_counter() - start
-        assert (
-            set(removed.removed)
-            == {
-                "zz-new-package-1.0-r0.apk",
-                "zz-named-package-1.0-r0.apk",
-            }
-            and removed.reread == 0
-        )
-        print(f"incremental remove of 1 package, cold: {elapsed * 1000:.0f} ms")
+        # Cold updates, as `apkfarm index` runs them: each a fresh Repository that loads
+        # the state file and its journal. Every figure is over several runs, adding and
+        # then removing one package; one run in _JOURNAL_MAX_BATCHES also folds the
+        # journal into a new state file (the worst case).
+        def cold(label: str, scan: bool, rounds: int) -> None:
+            results: dict[str, list[tuple[float, float]]] = {"add": [], "remove": []}
+            for round_ in range(rounds):
+                name = f"zz-{label}{round_:02d}"
+                file_name = f"{name}-1.0-r0.apk"
+                write_package(repo, trees[round_ % len(trees)], signer, name)
+                for step in ("add", "remove"):
+                    if step == "remove":
+                        (repo / file_name).unlink()
+                    cpu_before = time.process_time()
+                    start = time.perf_counter()
+                    if scan:
+                        update = update_repository(
+                            repo, signers=[signer], keyring=keyring, description="bench"
+                        )
+                    else:
+                        repository = Repository(
+                            repo, signers=[signer], keyring=keyring, description="bench"
+                        )
+                        if step == "add":
+                            update = repository.packages_changed(written=[file_name])
+                        else:
+                            update = repository.packages_changed(deleted=[file_name])
+                    results[step].append(
+                        (time.perf_counter() - start, time.process_time() - cpu_before)
+                    )
+                    expected = (file_name,)
+                    assert (update.added if step == "add" else update.removed) == expected
+                    assert update.reread == (1 if step == "add" else 0)
+            how = "scan + load state" if scan else "--added/--removed: load state, no scan"
+            for step, runs in results.items():
+                walls = sorted(wall for wall, _ in runs)
+                cpus = sorted(cpu for _, cpu in runs)
+                median, cpu_median = walls[len(walls) // 2], cpus[len(cpus) // 2]
+                print(
+                    f"incremental {step} of 1 package, {args.packages} indexed, cold ({how}), "
+                    f"{len(runs)} runs: median {median * 1000:.0f} ms "
+                    f"({ratio(median, INCREMENTAL_GOAL_S)}; goal {INCREMENTAL_GOAL_S * 1000:.0f} ms), "
+                    f"best {walls[0] * 1000:.0f} ms, worst {walls[-1] * 1000:.0f} ms; CPU median "
+                    f"{cpu_median * 1000:.0f} ms ({ratio(cpu_median, INCREMENTAL_GOAL_S)}), "
+                    f"worst {cpus[-1] * 1000:.0f} ms"
+                )
 
+        cold("scan", scan=True, rounds=7)
+        cold("named", scan=False, rounds=32)  # 64 updates: one of them folds the journal
+        state_size = (repo / STATE_NAME).stat().st_size
+        journal_size = (repo / JOURNAL_NAME).stat().st_size
+        print(
+            f"state file {state_size / 1e6:.2f} MB ({state_size / full.packages:.0f} bytes "
+            f"per package), journal {journal_size / 1024:.1f} KiB"
+        )
+
+        cpu_before = time.process_time()
         start = time.perf_counter()
         again = update_repository(repo, signers=[signer], keyring=keyring, description="bench")
         elapsed = time.perf_counter() - start
+        cpu = time.process_time() - cpu_before
         assert not again.wrote_index
-        print(f"no-change check of {again.packages} packages, cold: {elapsed * 1000:.0f} ms")
+        print(
+            f"no-change check of {again.packages} packages, cold: {elapsed * 1000:.0f} ms, "
+            f"CPU {cpu * 1000:.0f} ms"
+        )
 
         # Warm: what the indexer service does — state in memory, the package named by an event.
         warm = Repository(repo, signers=[signer], keyring=keyring, description="bench")

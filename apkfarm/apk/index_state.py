@@ -26,6 +26,7 @@ from __future__ import annotations
 import bisect
 import functools
 import itertools
+import operator
 import sys
 import zlib
 from array import array
@@ -366,20 +367,27 @@ class IndexEntries(Mapping[str, StateEntry]):
             pieces.append(self._text[start:])
         return pieces
 
-    def differences(self, listing: Mapping[str, FileStamp]) -> tuple[list[str], list[str]]:
-        """The files whose listed stamp differs from the kept one, and those not listed."""
-        # One C-level lookup per file, then tuple comparisons: a FileStamp equals the kept
-        # (size, stamp) when nothing changed, and None (not listed) equals nothing.
+    def compare(self, listing: Mapping[str, FileStamp]) -> tuple[list[str], list[str], list[str]]:
+        """The listed files that are new, those whose stamp differs from the kept one, and
+        the kept files that are not listed (each list in no particular order)."""
+        # C-level passes only (one lookup per file, then tuple comparisons): a FileStamp
+        # equals the kept (size, stamp) when nothing changed; None (not listed) equals
+        # nothing.
         now = list(map(listing.get, self._files))
         kept = zip(self._sizes, self._stamps, strict=True)
-        differing = [name for name, a, b in zip(self._files, now, kept, strict=True) if a != b]
-        if len(self._files) == len(listing) and not differing:
-            return [], []
-        removed = [name for name, stamp in zip(self._files, now, strict=True) if stamp is None]
+        differing = list(itertools.compress(self._files, map(operator.ne, now, kept)))
+        removed: list[str] = []
+        if differing:
+            gone = list(map(operator.is_, now, itertools.repeat(None)))
+            removed = list(itertools.compress(self._files, gone))
         if removed:
-            gone = set(removed)
-            differing = [name for name in differing if name not in gone]
-        return differing, removed
+            removed_set = set(removed)
+            differing = [name for name in differing if name not in removed_set]
+        # Every kept file that was not removed is listed; the rest of the listing is new.
+        added = []
+        if len(listing) > len(self._files) - len(removed):
+            added = [name for name in listing if name not in self._file_set]
+        return added, differing, removed
 
     def updated(self, drop: Collection[str], add: Iterable[StateEntry]) -> IndexEntries:
         """A copy without the files in ``drop`` and with ``add`` (which replace entries of
@@ -581,9 +589,8 @@ def plan_update(
     state: IndexState, listing: Mapping[str, FileStamp], *, verify_all: bool = False
 ) -> UpdatePlan:
     """Compare the listing with the state: new, changed (size or stamp) and removed files."""
-    entries = state.index_entries
-    changed, removed = entries.differences(listing)
-    added = sorted(name for name in listing if name not in entries)
+    added, changed, removed = state.index_entries.compare(listing)
+    added.sort()
     changed.sort()
     removed.sort()
     to_read = sorted(listing) if verify_all else sorted(added + changed)

@@ -82,34 +82,30 @@ class IndexUpdate:
 
 def list_packages(directory: Path) -> dict[str, FileStamp]:
     """Every ``*.apk`` regular file in ``directory`` with its size and mtime stamp."""
+    listing: dict[str, FileStamp] = {}
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        names = [name for name in os.listdir(fd) if name.endswith(".apk")]  # noqa: PTH208 - an fd
-        # stat relative to the directory's fd: no path building, one syscall per file
-        stat_at = functools.partial(os.stat, dir_fd=fd, follow_symlinks=False)
-        try:
-            stats: list[os.stat_result | None] = list(map(stat_at, names))
-        except FileNotFoundError:  # one went away since the listing: it is not listed
-            stats = [_stat_or_none(stat_at, name) for name in names]
+        # One stat per file, relative to the directory's fd (no path building). It is
+        # most of the cost of a scan, so the loop keeps its lookups local.
+        stat_at = os.stat
+        is_regular = stat.S_ISREG
+        new_stamp = _new_stamp
+        for name in os.listdir(fd):  # noqa: PTH208 - listing an fd, not a path
+            if name.endswith(".apk"):
+                try:
+                    st = stat_at(name, dir_fd=fd, follow_symlinks=False)
+                except FileNotFoundError:  # deleted since the listing: not listed
+                    continue
+                if is_regular(st.st_mode):
+                    listing[name] = new_stamp((st.st_size, str(st.st_mtime_ns)))
     finally:
         os.close(fd)
-    return {
-        name: _new_stamp((st.st_size, str(st.st_mtime_ns)))
-        for name, st in zip(names, stats, strict=True)
-        if st is not None and stat.S_ISREG(st.st_mode)
-    }
+    return listing
 
 
 # tuple.__new__ bound to FileStamp: NamedTuple's own __new__ is a Python function,
 # which would be a good part of listing 10,000 files.
 _new_stamp = functools.partial(tuple.__new__, FileStamp)
-
-
-def _stat_or_none(stat_at: Callable[[str], os.stat_result], name: str) -> os.stat_result | None:
-    try:
-        return stat_at(name)
-    except FileNotFoundError:
-        return None
 
 
 def read_package_entry(path: Path, keyring: Keyring | None) -> StateEntry:

@@ -683,3 +683,17 @@ def test_a_repository_with_a_format_2_state_is_not_read_again(
     assert (update.reread, update.state_was_reset) == (1, False)
     assert (repo / STATE_NAME).read_bytes().startswith(b"apkfarm-index-state 3 ")
     assert [r.name for r in read_index_records(repo / INDEX_NAME)] == ["one", "three", "two"]
+
+
+def test_a_package_deleted_while_listing_is_not_listed(
+    tmp_path: Path, signer: LocalKeySigner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_package(tmp_path, signer, "here")
+    (tmp_path / "not-a-package.txt").write_text("x")
+    (tmp_path / "dir.apk").mkdir()
+    real_listdir = os.listdir
+    # The listing names a file that is gone by the time it is looked at.
+    monkeypatch.setattr(os, "listdir", lambda fd: [*real_listdir(fd), "gone-1.0-r0.apk"])
+    listing = list_packages(tmp_path)
+    assert list(listing) == ["here-1.0-r0.apk"]
+    assert listing["here-1.0-r0.apk"].size == (tmp_path / "here-1.0-r0.apk").stat().st_size
