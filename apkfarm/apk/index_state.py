@@ -436,10 +436,11 @@ class IndexEntries(Mapping[str, StateEntry]):
     def in_index_order(self) -> bool:
         """True when the columns are in index order (a check for decoded states)."""
         names = self._names
+        following = itertools.islice(names, 1, None)
+        if all(map(operator.lt, names, following)):  # one C-level pass: the common case
+            return True
         if names != sorted(names):
             return False
-        if len(set(names)) == len(names):
-            return True
         # Some name has several entries: those runs must be in version (and record) order.
         return all(
             names[i] != names[i - 1] or self._order_key_at(i - 1) < self._order_key_at(i)

@@ -87,13 +87,13 @@ def list_packages(directory: Path) -> dict[str, FileStamp]:
     try:
         # One stat per file, relative to the directory's fd (no path building). It is
         # most of the cost of a scan, so the loop keeps its lookups local.
-        stat_at = os.stat
+        lstat_at = os.lstat  # (a little cheaper than stat(follow_symlinks=False))
         is_regular = stat.S_ISREG
         new_stamp = _new_stamp
         for name in os.listdir(fd):  # noqa: PTH208 - listing an fd, not a path
             if name.endswith(".apk"):
                 try:
-                    st = stat_at(name, dir_fd=fd, follow_symlinks=False)
+                    st = lstat_at(name, dir_fd=fd)
                 except FileNotFoundError:  # deleted since the listing: not listed
                     continue
                 if is_regular(st.st_mode):
