@@ -534,8 +534,8 @@ def _index_entries(entries: Mapping[str, StateEntry]) -> IndexEntries:
 class IndexState:
     """All indexed packages of one repository directory, by file name.
 
-    ``entries`` may be given as any mapping; it is kept as ``IndexEntries``
-    (in index order), which iterates in index order.
+    ``entries`` may be given as any mapping of file name to entry; it is kept
+    as ``IndexEntries``, which iterates in index order.
     """
 
     entries: Mapping[str, StateEntry] = field(default_factory=dict)
