@@ -33,6 +33,7 @@ import functools
 import hashlib
 import itertools
 import json
+import marshal
 import math
 import os
 import selectors
@@ -80,8 +81,17 @@ STDERR_TAIL = 8192
 
 Progress = Callable[[int, int], None]
 
-# Requests to workers: compact, and built from fresh plain data (no cycle check).
-_encode = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+
+def _frame(message: dict[str, Any]) -> bytes:
+    """A message to a worker: marshal data after its length (see worker.py).
+
+    Marshal only this way: what a worker sends back is parsed as JSON.
+    """
+    data = marshal.dumps(message, 4)
+    return len(data).to_bytes(4, "big") + data
+
+
+_EXIT = _frame({"op": "exit"})
 
 # Worker uids are handed out across every evaluator of this process, starting
 # at a per-process offset, so that concurrent workers rarely share one.
@@ -237,9 +247,7 @@ class TemplateEvaluator:
         self._workers: list[_Worker] = []
         self._selector = selectors.DefaultSelector()
         self._ids = itertools.count(1)
-        self._init_line = (
-            json.dumps({"op": "init", "spec": worker_spec()}, separators=(",", ":")) + "\n"
-        ).encode()
+        self._init_frame = _frame({"op": "init", "spec": worker_spec()})
         self.started_workers = 0
         self._retiring: list[tuple[_Worker, float]] = []
         self.stopped_cpu_seconds = 0.0  # CPU time of workers already stopped
@@ -321,7 +329,7 @@ class TemplateEvaluator:
         self._workers.append(worker)
         self._selector.register(worker.stdout, selectors.EVENT_READ, (worker, "out"))
         self._selector.register(worker.stderr, selectors.EVENT_READ, (worker, "err"))
-        self._send(worker, self._init_line)
+        self._send(worker, self._init_frame)
         return worker
 
     def _detach(self, worker: _Worker) -> None:
@@ -334,7 +342,7 @@ class TemplateEvaluator:
         """Tell an idle worker to exit; False if it cannot even be told."""
         try:
             os.set_blocking(worker.stdin, True)
-            os.write(worker.stdin, b'{"op":"exit"}\n')
+            os.write(worker.stdin, _EXIT)
         except OSError:
             return False
         finally:
@@ -370,6 +378,17 @@ class TemplateEvaluator:
         with contextlib.suppress(OSError):
             assert worker.process.stdin is not None
             worker.process.stdin.close()
+        # An evaluation returns with its last result, before the worker's
+        # "done" (which reports its CPU time) is read: read what is left.
+        with contextlib.suppress(OSError):
+            while len(worker.lines) < MAX_LINE_BYTES and (data := os.read(worker.stdout, 65536)):
+                worker.lines += data
+        for line in worker.lines.split(b"\n"):
+            if line.startswith(b'{"op":"done"'):
+                with contextlib.suppress(ValueError, AttributeError):
+                    cpu = json.loads(line).get("cpu")
+                    if isinstance(cpu, int | float):
+                        worker.cpu_seconds = float(cpu)
         for stream in (worker.process.stdout, worker.process.stderr):
             if stream is not None:
                 with contextlib.suppress(OSError):
@@ -476,7 +495,7 @@ class TemplateEvaluator:
         }
         worker.batch.extend(items)
         worker.item_started = time.monotonic()
-        self._send(worker, (_encode(message) + "\n").encode())
+        self._send(worker, _frame(message))
 
     # --- the loop ------------------------------------------------------------------------
 

@@ -1,13 +1,16 @@
-"""Evaluation workers: the program's start-up, and how many each category gets (pure)."""
+"""Evaluation workers: start-up, how many each category gets, the parent's framing (pure)."""
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
-from apkfarm.templates.evaluator import WORKER_SCRIPT, allot_workers
+from apkfarm.templates import worker
+from apkfarm.templates.evaluator import WORKER_SCRIPT, _frame, allot_workers
 
 # Every worker pays for its imports when it starts, within a cold load; these
 # are imported only by templates (or failures) that need them.
@@ -45,3 +48,19 @@ def test_workers_are_shared_in_proportion_with_one_per_category_at_least(
     counts: dict[str, int], jobs: int, expected: dict[str, int]
 ) -> None:
     assert allot_workers(counts, jobs) == expected
+
+
+def test_what_the_parent_frames_the_worker_reads_back() -> None:
+    messages: list[dict[str, Any]] = [
+        {"op": "init", "spec": {"fields": [{"name": "pkgname", "default": None}]}},
+        {"op": "batch", "items": [{"id": 1, "source": 'pkgname = "é"\n' * 300}]},
+        {"op": "exit"},
+    ]
+    stream = io.BytesIO(b"".join(_frame(m) for m in messages))
+    assert list(worker._messages(stream)) == messages
+
+
+def test_a_worker_refuses_a_frame_that_is_not_a_message() -> None:
+    stream = io.BytesIO(_frame({"op": "exit"})[:4] + b"\x00" * 3)  # truncated
+    with pytest.raises((EOFError, ValueError)):
+        list(worker._messages(stream))
