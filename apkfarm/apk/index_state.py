@@ -8,17 +8,23 @@ Adding or removing one package therefore never rereads the others.
 
 The state is kept the way an update uses it: the ``APKINDEX`` text of all
 records, already in index order, beside one column per manifest field (file,
-name, version, stamp, size, build time, record length) in the same order. The
-index is that text as it is; an update splices the records that come and go
-into it (a binary search by name finds where), so nothing is sorted or joined
-per update, and ``StateEntry`` objects are made only when someone asks.
+name, version, stamp, size, build time, record length, and whether a
+compressed piece of the index ends after the record) in the same order. The
+index is that text as it is, and its compressed pieces are slices of it; an
+update splices the records that come and go into it (a binary search by name
+finds where), so nothing is sorted or joined per update, and ``StateEntry``
+objects are made only when someone asks.
 
 Encoded (format 3), it is the same thing written down: a magic line with a
-CRC-32 of the rest; the description and the count; the text columns, one
-tab-separated line each; the number columns as little-endian 64-bit integers;
-then the ``APKINDEX`` text. Decoding is a few bulk splits and copies, and a
-damaged or foreign state is refused (the caller then rebuilds it). Format 2 (a
-manifest line per package, then the records) is still read.
+CRC-32 of the rest; the description, the count and the piece-cutting rule;
+the text columns, one tab-separated line each; the number columns as
+little-endian 64-bit integers; one byte per record for the piece ends; then
+the ``APKINDEX`` text. Decoding is a few bulk splits and copies, and a
+damaged or foreign state is refused (the caller then rebuilds it). Format 2
+(a manifest line per package, then the records) is still read.
+
+A journal (at the end) lets a repository append each update's changes
+instead of rewriting its whole state.
 """
 
 from __future__ import annotations
