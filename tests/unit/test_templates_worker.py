@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import gc
 import io
+import json
 import subprocess
 import sys
 from typing import Any
 
 import pytest
+from test_templates_helpers import template_source
 
+from apkfarm.profiles import resolve_context
 from apkfarm.templates import worker
 from apkfarm.templates.evaluator import WORKER_SCRIPT, _frame, allot_workers
+from apkfarm.templates.fields import worker_spec
 
 # Every worker pays for its imports when it starts, within a cold load; these
 # are imported only by templates (or failures) that need them.
@@ -64,3 +69,29 @@ def test_a_worker_refuses_a_frame_that_is_not_a_message() -> None:
     stream = io.BytesIO(_frame({"op": "exit"})[:4] + b"\x00" * 3)  # truncated
     with pytest.raises((EOFError, ValueError)):
         list(worker._messages(stream))
+
+
+def test_evaluated_templates_leave_no_garbage_for_the_cyclic_collector() -> None:
+    spec = worker.Spec(json.loads(json.dumps(worker_spec())))
+    context = worker.Context(resolve_context("x86_64", host="x86_64").to_json())
+    source = template_source(
+        "foo",
+        "def post_install(self):\n    pass\n\n"
+        "@subpackage('foo-devel')\ndef _(self):\n    return self.default_devel()\n",
+    )
+    items = [
+        {"id": 1, "category": "main", "name": "foo", "source": source, "repositories": ["main"]},
+        {"id": 2, "category": "main", "name": "bad", "source": "x = [\n", "repositories": []},
+    ]
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        results = [worker.evaluate(spec, item, context) for item in items]
+        found = gc.collect()
+    finally:
+        if enabled:
+            gc.enable()
+    assert results[0]["ok"] and results[0]["subpackages"][0]["name"] == "foo-devel"
+    assert not results[1]["ok"]
+    assert found == 0  # everything the templates made was freed as evaluation ended
