@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from test_templates_helpers import PORTS, template_source, write_tree
 
+from apkfarm.errors import ApkfarmError
 from apkfarm.sandbox import SandboxError
 from apkfarm.templates import (
     EvaluatorSettings,
@@ -169,6 +171,17 @@ def test_a_sandbox_that_cannot_be_prepared_fails_the_load(tmp_path: Path) -> Non
     settings = EvaluatorSettings(jobs=1, python=broken)
     with TreeLoader(tree, settings=settings) as loader, pytest.raises(SandboxError):
         loader.load("x86_64", host_arch="x86_64")
+
+
+def test_a_load_that_fails_early_leaves_nothing_running(tmp_path: Path) -> None:
+    # The sandbox is prepared in the background while the load goes on; a
+    # load that fails first must not leave that work behind.
+    tree = write_tree(tmp_path, {"main/a": template_source("a")})
+    with TreeLoader(tree, settings=SETTINGS) as loader:
+        with pytest.raises(ApkfarmError, match="unknown architecture"):
+            loader.load("nosucharch", host_arch="x86_64")
+        assert not [t for t in threading.enumerate() if t.name == "apkfarm-evaluator-start"]
+        assert loader.load("x86_64", host_arch="x86_64").errors == []
 
 
 # --- errors, one template at a time -------------------------------------------------
