@@ -274,7 +274,12 @@ class RepositoryPublisher:
         """The signer signs the content member; its signatures must verify with the farm's
         keys (the index is not published otherwise)."""
         content = index_content_member(
-            self.description, index.apkindex(), mtime=index.newest_build_time(), cache=self.segments
+            self.description,
+            index.apkindex(),
+            mtime=index.newest_build_time(),
+            cache=self.segments,
+            # The state knows where its pieces end; no need to cut the text again.
+            pieces=index.apkindex_pieces(),
         )
         signatures = await self.signer.sign_index(content, self.category, self.arch)
         where = f"new index of {self.category}/{self.arch}"
