@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import fcntl
 import functools
 import multiprocessing
 import os
 import stat
 import tempfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -384,6 +385,31 @@ class Repository:
         write_atomically(self.directory / JOURNAL_NAME, journal_header(base or ""))
         self._journal_base = base
         self._journal_batches = 0
+
+
+LOCK_NAME = ".apkfarm-index.lock"
+
+
+@contextlib.contextmanager
+def repository_lock(
+    directory: Path, *, waiting: Callable[[], None] | None = None
+) -> Iterator[None]:
+    """Hold the directory's index lock: two updates at once would lose one's changes.
+
+    ``waiting`` is called once if another process holds the lock, before this
+    one waits for it.
+    """
+    fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting is not None:
+                waiting()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def update_repository(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         description=(
             "Index the *.apk files in DIR and write DIR/APKINDEX.tar.gz atomically, "
             "signed with every --key. Only new or changed packages are read (state in "
-            "DIR/.apkfarm-index.state); each is verified before it is indexed."
+            "DIR/.apkfarm-index.state and .apkfarm-index.journal); each is verified before "
+            "it is indexed. Runs on the same DIR take turns (DIR/.apkfarm-index.lock)."
         ),
     )
     parser.add_argument("directory", type=Path, metavar="DIR", help="the repository directory")
@@ -71,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from apkfarm.apk.keys import Keyring  # noqa: PLC0415 - keeps `apkfarm --help` fast
     from apkfarm.apk.repository import (  # noqa: PLC0415 - keeps `apkfarm --help` fast
         Repository,
+        repository_lock,
         update_repository,
     )
     from apkfarm.apk.signing import LocalKeySigner, SignatureAlgorithm  # noqa: PLC0415 - keeps `apkfarm --help` fast
@@ -84,7 +87,14 @@ def run(args: argparse.Namespace) -> int:
         if args.keys is not None
         else Keyring.from_private_keys(args.key)
     )
-    with progress_bar("reading packages", None) as advance:
+
+    def waiting() -> None:
+        print(f"waiting for another apkfarm index on {args.directory}", file=sys.stderr)
+
+    with (
+        repository_lock(args.directory, waiting=waiting),
+        progress_bar("reading packages", None) as advance,
+    ):
         if args.added or args.removed:
             if args.verify_all:
                 raise ApkfarmError("--verify-all rereads everything; it cannot go with --added")

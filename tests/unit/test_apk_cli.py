@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import fcntl
 import io
+import os
 import re
 import shutil
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -137,3 +140,29 @@ def test_index_command_takes_named_changes_without_listing_the_directory(
     assert run("index", str(repo), "--key", key, "--removed", "refa-1.0-r0.apk") == 0
     assert "removed  refa-1.0-r0.apk" in capsys.readouterr().out
     assert [r.name for r in verify_index_records(repo / "APKINDEX.tar.gz", keyring)] == ["refb"]
+
+
+def test_index_runs_on_one_directory_take_turns(vectors: Path, tmp_path: Path) -> None:
+    repo = tmp_path / "x86_64"
+    repo.mkdir()
+    shutil.copy(vectors / "apk" / "repo-v2" / "x86_64" / "refa-1.0-r0.apk", repo)
+    key = str(vectors / "apk" / "keys" / VECTOR_PRIVATE)
+    lock = os.open(repo / ".apkfarm-index.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(lock, fcntl.LOCK_EX)  # another run is busy with this directory
+    run_ = subprocess.Popen(
+        [sys.executable, "-m", "apkfarm.cli.main", "index", str(repo), "--key", key],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert run_.stderr is not None
+        line = run_.stderr.readline()  # it says so, then waits instead of racing
+        assert line.startswith("waiting for another apkfarm index on")
+        assert run_.poll() is None
+        assert not (repo / "APKINDEX.tar.gz").exists()
+    finally:
+        os.close(lock)  # the other run ends
+    out, _ = run_.communicate(timeout=120)
+    assert run_.returncode == 0
+    assert "added    refa-1.0-r0.apk" in out
