@@ -32,7 +32,6 @@ for at load time; lists that are empty are left out. Content rules
 from __future__ import annotations
 
 import builtins
-import json
 import marshal
 import os
 import resource
@@ -52,9 +51,40 @@ PROTOCOL = 1
 MAX_RESULT_BYTES = 8 << 20
 MOUNT = "/ports"  # where the ports tree is bound inside the sandbox
 
-# One encoder for every message: json.dumps() with arguments builds one per
-# call. Results are fresh trees of plain data (_to_data), so no cycle check.
-_dumps = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+
+def _json_encoder() -> Callable[[Any], str]:
+    """What ``json.JSONEncoder(separators=(",", ":"), check_circular=False).encode`` is.
+
+    Built from the C encoder that class uses: importing the json package
+    (and with it re and enum) would be a third of a worker's start-up, which
+    every cold load pays. One encoder serves every message; results are
+    fresh trees of plain data (_to_data), so there is no cycle check. Where
+    the C encoder is missing or behaves otherwise, the json package it is.
+    """
+
+    def unsupported(value: Any) -> Any:
+        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+    try:
+        from _json import encode_basestring_ascii, make_encoder  # noqa: PLC0415
+
+        encoder = make_encoder(
+            None, unsupported, encode_basestring_ascii, None, ":", ",", False, False, True
+        )
+
+        def encode(value: Any) -> str:
+            return "".join(encoder(value, 0))
+
+        if encode({"a": [1, "\xe9\n", None, True, 1.5]}) == '{"a":[1,"\\u00e9\\n",null,true,1.5]}':
+            return encode
+    except (ImportError, TypeError, ValueError):
+        pass
+    import json  # noqa: PLC0415
+
+    return json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+
+
+_dumps = _json_encoder()
 _write = os.write
 
 _UNSET = object()

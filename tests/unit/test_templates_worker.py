@@ -19,7 +19,7 @@ from apkfarm.templates.fields import worker_spec
 
 # Every worker pays for its imports when it starts, within a cold load; these
 # are imported only by templates (or failures) that need them.
-DEFERRED = ("pathlib", "traceback", "typing")
+DEFERRED = ("json", "re", "pathlib", "traceback", "typing")
 
 
 def test_worker_start_up_leaves_rarely_needed_modules_unimported() -> None:
@@ -95,3 +95,22 @@ def test_evaluated_templates_leave_no_garbage_for_the_cyclic_collector() -> None
     assert results[0]["ok"] and results[0]["subpackages"][0]["name"] == "foo-devel"
     assert not results[1]["ok"]
     assert found == 0  # everything the templates made was freed as evaluation ended
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"ok": True, "fields": {"pkgname": "foo", "pkgrel": 0, "depends": ["a", "b>=1"]}},
+        {"s": 'caf\xe9 \u2603 \ud800 "quoted" \\ \n\t\x00', "n": [1.5, -0.0, 1e300, 10**30]},
+        {"nan": float("nan"), "inf": float("-inf"), "keys": {1: "int", None: "none", 2.5: "f"}},
+        [[[[]]], {}, "", None, False],
+    ],
+)
+def test_the_worker_encodes_as_the_json_package_does(value: object) -> None:
+    expected = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode(value)
+    assert worker._dumps(value) == expected
+
+
+def test_the_worker_encoder_refuses_what_json_cannot_hold() -> None:
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        worker._dumps({"x": object()})
