@@ -8,6 +8,12 @@ and the exclusions (valid templates that may not build for this context).
 scanner, the evaluation cache and warm workers, so loading again after an
 edit stats the tree, evaluates only the changed templates and reuses
 everything else.
+
+A cold load (nothing known yet) overlaps what it can: the sandbox is
+prepared in a thread while the tree is listed and read, every category's
+pool of workers starts at once, sized by its share of the templates, the
+categories are read interleaved so that each pool has work from the start,
+and results are checked against cbuild's rules as they stream in.
 """
 
 from __future__ import annotations
