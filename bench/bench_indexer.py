@@ -38,13 +38,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
 from apkfarm.apk.assemble import write_package  # noqa: E402
-from apkfarm.apk.errors import ApkError  # noqa: E402
-from apkfarm.apk.index import IndexRecord, parse_apkindex  # noqa: E402
+from apkfarm.apk.index import IndexRecord  # noqa: E402
 from apkfarm.apk.index_state import FileStamp, IndexState, StateEntry  # noqa: E402
 from apkfarm.apk.keys import generate_key_pair  # noqa: E402
 from apkfarm.apk.package import build_package  # noqa: E402
 from apkfarm.apk.pkginfo import PkgInfo  # noqa: E402
-from apkfarm.apk.reader import ArchiveKind, RawIndex, ReadLimits, read_archive  # noqa: E402
 from apkfarm.audit import AuditLog  # noqa: E402
 from apkfarm.blobs import BlobStore, LocalBlobStore, layout  # noqa: E402
 from apkfarm.bus import MemoryBus  # noqa: E402
@@ -59,9 +57,7 @@ from apkfarm.services.indexer.core import Indexer, IndexerSettings  # noqa: E402
 from apkfarm.services.indexer.state import RepositoryState, encode_repository_state  # noqa: E402
 from apkfarm.services.signer.client import LocalSignerClient  # noqa: E402
 from apkfarm.services.signer.core import (  # noqa: E402
-    MAX_INDEX_MEMBER_BYTES,
     SignerCore,
-    SignRefused,
 )
 from apkfarm.services.signer.keys import SigningKeys  # noqa: E402
 from apkfarm.services.signer.ledger import TokenLedger  # noqa: E402
@@ -102,34 +98,6 @@ def existing_entries(count: int) -> dict[str, StateEntry]:
     return entries
 
 
-class IndexLimitSignerCore(SignerCore):
-    """The signer core with one change: an index content member may inflate to the
-    signer's own MAX_INDEX_MEMBER_BYTES. The unchanged core reads the member with the
-    reader's 1 MiB signature-member limit (member 0 of an unsigned index), so it refuses
-    every index of more than ~2,500 packages; see the report of this benchmark."""
-
-    def _check_index(self, content_member: bytes, arch: str, subject: str) -> None:
-        if len(content_member) > MAX_INDEX_MEMBER_BYTES:
-            raise SignRefused("oversized", f"{subject}: content member is too large")
-        limits = ReadLimits(signature_member=MAX_INDEX_MEMBER_BYTES)
-        try:
-            raw = read_archive(
-                io.BytesIO(content_member),
-                source=f"{subject}: content member",
-                keyring=None,
-                expect=ArchiveKind.INDEX,
-                limits=limits,
-            )
-            if not isinstance(raw, RawIndex) or raw.signature_files:
-                raise SignRefused("malformed_index", f"{subject}: not an unsigned index")
-            records = parse_apkindex(raw.apkindex, f"{subject}: APKINDEX")
-        except ApkError as error:
-            raise SignRefused("malformed_index", str(error)) from None
-        for record in records:
-            if record.arch not in (arch, "noarch"):
-                raise SignRefused("arch_mismatch", f"{subject}: {record.name} is for {record.arch}")
-
-
 class TimedSigner(LocalSignerClient):
     """The in-process signer, timing its index signatures (its own check of the index)."""
 
@@ -153,7 +121,6 @@ class Farm:
         root: Path,
         artifacts: BlobStore,
         repository: BlobStore,
-        core_type: type[SignerCore] = SignerCore,
     ) -> None:
         keys = root / "keys"
         keys.mkdir(parents=True)
@@ -162,7 +129,7 @@ class Farm:
         public = generate_token_key(token_key)
         self.issuer = TokenIssuer(load_private_key(token_key), ttl_seconds=3600)
         audit_store = LocalBlobStore(root / "audit", durable=False)
-        self.core = core_type(
+        self.core = SignerCore(
             SigningKeys(keys),
             TokenVerifier(load_public_keys([public])),
             AuditLog(audit_store),
@@ -219,13 +186,13 @@ class Farm:
         )
 
 
-async def probe_unchanged_signer(farm: Farm) -> int:
-    """Does the signer as it is sign an index of this size? Returns the packages it added."""
+async def probe_signer(farm: Farm) -> int:
+    """Does the signer sign an index of this size? Returns the packages the probe added."""
     [outcome] = await farm.indexer().index_events([farm.stage("zz-probe")])
     if outcome.published is not None:
-        print("  the unchanged signer core signs this index")
+        print("  the signer core signs an index of this size")
         return 1
-    print(f"  the unchanged signer core refuses this index: {outcome.retry or outcome.rejected}")
+    print(f"  the signer core refuses this index: {outcome.retry or outcome.rejected}")
     return 0
 
 
@@ -318,8 +285,8 @@ def main() -> None:
                     layout.repository_state_key("main", "x86_64"), encode_repository_state(state)
                 )
                 probe = Farm(root / "probe", artifacts, repository)
-                added = asyncio.run(probe_unchanged_signer(probe))
-                farm = Farm(root / "run", artifacts, repository, IndexLimitSignerCore)
+                added = asyncio.run(probe_signer(probe))
+                farm = Farm(root / "run", artifacts, repository)
                 asyncio.run(measure(farm, args.rounds, args.packages + added))
 
 
