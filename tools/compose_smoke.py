@@ -29,12 +29,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,6 +44,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 TOP = Path(__file__).resolve().parent.parent
+# The test suite's port helper: standard library only, shared rather than copied.
+sys.path.insert(0, str(TOP / "tests"))
+from fixtures.ports import free_ports  # noqa: E402
+from images import build_all  # noqa: E402  (tools/images.py, this script's neighbour)
+
 BIN = TOP / ".venv" / "bin"
 DOCKER = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"
 COMPOSE_FILES = ("compose.yaml", "compose.local.yaml", "deploy/compose/examples.yaml")
@@ -86,20 +89,6 @@ def step(name: str, timings: dict[str, float]) -> Iterator[None]:
     yield
     timings[name] = time.monotonic() - start
     log(f"{name}: {timings[name]:.1f}s")
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct ports nothing listens on right now on 127.0.0.1."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def compose_command() -> list[str]:
@@ -409,13 +398,7 @@ def smoke(workdir: Path, timeout: float, timings: dict[str, float]) -> None:
 
 
 def build_images() -> None:
-    spec = importlib.util.spec_from_file_location("apkfarm_images", TOP / "tools" / "images.py")
-    if spec is None or spec.loader is None:
-        raise SmokeFailure("cannot load tools/images.py")
-    images = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = images  # its dataclasses look their module up there
-    spec.loader.exec_module(images)
-    images.build_all(ARCHS, local_infra=True)
+    build_all(ARCHS, local_infra=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,7 +19,6 @@ waited for fails at once with its log.
 
 from __future__ import annotations
 
-import importlib.util
 import secrets
 import shutil
 import subprocess
@@ -39,6 +38,7 @@ import aio_pika
 import grpc
 from fixtures.servers import S3Server, ServerNotReady, run_coroutine_isolated
 from fixtures.services import health_status, metric_values
+from fixtures.tools import load_tool
 from grpc_health.v1 import health_pb2
 from minio.error import S3Error
 from testcontainers.core.container import DockerContainer
@@ -82,14 +82,7 @@ BUILDER_WORK_TMPFS = f"{SERVICE_TMPFS},exec"
 
 def load_images_tool() -> ModuleType:
     """tools/images.py as a module (it is a script, not part of the package)."""
-    spec = importlib.util.spec_from_file_location(
-        "apkfarm_images", REPO_ROOT / "tools" / "images.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("images")
 
 
 def apkfarm(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> str:

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import datetime
-import importlib.util
-import sys
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
-from types import ModuleType
 
 import grpc
 import pytest
@@ -17,23 +14,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from deploy_support import REPO_ROOT
+from fixtures.tools import load_script
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
-def load_healthcheck() -> ModuleType:
-    path = REPO_ROOT / "deploy" / "healthcheck.py"
-    spec = importlib.util.spec_from_file_location("apkfarm_healthcheck", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-healthcheck = load_healthcheck()
+healthcheck = load_script(REPO_ROOT / "deploy" / "healthcheck.py", "apkfarm_healthcheck")
 
 
 def issue(

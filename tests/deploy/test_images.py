@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
 import subprocess
-import sys
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +13,7 @@ from types import ModuleType
 
 import pytest
 from deploy_support import REPO_ROOT, require
+from fixtures.tools import load_tool
 
 pytestmark = pytest.mark.docker
 
@@ -37,14 +36,7 @@ BWRAP_OPTIONS = (
 
 
 def load_images_tool() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "apkfarm_images", REPO_ROOT / "tools" / "images.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("images")
 
 
 def docker(*argv: str) -> subprocess.CompletedProcess[str]:

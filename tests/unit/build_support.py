@@ -9,14 +9,13 @@ with a real key and indexing them with ``update_repository``.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 import textwrap
 from collections.abc import Iterable
 from pathlib import Path
-from types import ModuleType
 
 from conftest import REPO_ROOT
+from fixtures.tools import load_tool
 
 from apkfarm.apk.assemble import write_signed_package
 from apkfarm.apk.extract import extract_package
@@ -34,19 +33,9 @@ EXAMPLES = REPO_ROOT / "examples"
 EPOCH = 1_704_067_200
 
 
-def _load_tool() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "make_distfiles_for_builds", REPO_ROOT / "tools" / "make_distfiles.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def make_distfiles(directory: Path) -> dict[str, Path]:
     """The example tree's source tarballs, written to `directory`: file name -> path."""
-    tool = _load_tool()
+    tool = load_tool("make_distfiles")
     directory.mkdir(parents=True, exist_ok=True)
     files = {}
     for source in sorted(tool.EXAMPLES_SRC.iterdir()):

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import importlib.util
 import os
 import re
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from conftest import REPO_ROOT, require
+from fixtures.tools import load_tool
 
 from apkfarm.build.elf import read_elf
 from apkfarm.build.extract import extract_sources
@@ -31,17 +30,7 @@ BUILD_STYLES = {"gnu_configure", "configure", "makefile", "cmake", "meson", "met
 SITE = "$(EXAMPLES_SITE)"
 
 
-def _load_tool() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "make_distfiles", REPO_ROOT / "tools" / "make_distfiles.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-make_distfiles = _load_tool()
+make_distfiles = load_tool("make_distfiles")
 
 
 # --- reading templates without running them -----------------------------------------
