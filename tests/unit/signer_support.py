@@ -1,4 +1,5 @@
-"""A signer with real keys, a token issuer and a local store, for signer tests."""
+"""A signer with real keys, a token issuer and a local store, for signer tests; and that
+signer served over gRPC with mTLS and its allow-list, as the service serves it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from apkfarm.apk.package import build_package
 from apkfarm.apk.pkginfo import PkgInfo
 from apkfarm.audit import AuditLog, read_records
 from apkfarm.blobs import LocalBlobStore
+from apkfarm.services.common.grpc_server import RunningServer, start_grpc_server
 from apkfarm.services.common.jobtokens import (
     TokenIssuer,
     TokenVerifier,
@@ -16,10 +18,12 @@ from apkfarm.services.common.jobtokens import (
     load_private_key,
     load_public_keys,
 )
+from apkfarm.services.common.tls import IdentityAllowList, TlsFiles, server_credentials
 from apkfarm.services.signer.core import SignerCore
 from apkfarm.services.signer.keys import SigningKeys
 from apkfarm.services.signer.ledger import TokenLedger
-from apkfarm.v1 import common_pb2
+from apkfarm.services.signer.service import ALLOW, SERVICE_NAME, SignerServicer
+from apkfarm.v1 import common_pb2, signer_pb2_grpc
 
 TEMPLATE = common_pb2.TemplateRef(category="main", pkgname="greet", version="1.0-r0", arch="x86_64")
 
@@ -73,3 +77,15 @@ class Farm:
 
     def audit(self) -> list[tuple[str, bytes]]:
         return list(read_records(self.store))
+
+
+async def start_signer_server(farm: Farm, certs: Path) -> RunningServer:
+    """``farm``'s signer on a free port of 127.0.0.1, as the identity ``signer`` of
+    ``certs``, refusing callers its allow-list does not name."""
+    return await start_grpc_server(
+        "127.0.0.1:0",
+        [lambda s: signer_pb2_grpc.add_SignerServicer_to_server(SignerServicer(farm.core), s)],
+        [SERVICE_NAME],
+        credentials=server_credentials(TlsFiles.in_directory(certs, "signer")),
+        interceptors=[IdentityAllowList(ALLOW)],
+    )

@@ -18,7 +18,7 @@ from typing import Any
 
 import grpc
 import pytest
-from signer_support import Farm
+from signer_support import Farm, start_signer_server
 
 from apkfarm.audit import read_records
 from apkfarm.blobs import LocalBlobStore
@@ -37,8 +37,6 @@ from apkfarm.services.scheduler.service import ALLOW as SCHEDULER_ALLOW
 from apkfarm.services.scheduler.service import SchedulerServicer
 from apkfarm.services.scheduler.state import StateStore
 from apkfarm.services.signer.ledger import LEDGER_PREFIX
-from apkfarm.services.signer.service import ALLOW as SIGNER_ALLOW
-from apkfarm.services.signer.service import SignerServicer
 from apkfarm.v1 import scheduler_pb2, scheduler_pb2_grpc, signer_pb2, signer_pb2_grpc
 
 
@@ -55,13 +53,7 @@ def _control_member(pkginfo: str) -> bytes:
 
 
 async def _signer_call(farm: Farm, certs: Path, request: signer_pb2.SignPackageRequest) -> Any:
-    server = await start_grpc_server(
-        "127.0.0.1:0",
-        [lambda s: signer_pb2_grpc.add_SignerServicer_to_server(SignerServicer(farm.core), s)],
-        ["apkfarm.v1.Signer"],
-        credentials=server_credentials(TlsFiles.in_directory(certs, "signer")),
-        interceptors=[IdentityAllowList(SIGNER_ALLOW)],
-    )
+    server = await start_signer_server(farm, certs)
     # The client allows a large message, so it is the server's limit that refuses it.
     channel = open_channel(
         f"127.0.0.1:{server.port}",

@@ -5,29 +5,18 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from signer_support import Farm
+from signer_support import Farm, start_signer_server
 
 from apkfarm.certs import init_certs
-from apkfarm.services.common.grpc_server import start_grpc_server
 from apkfarm.services.common.tls import (
     RPC_DENIED,
-    IdentityAllowList,
     TlsFiles,
-    server_credentials,
 )
 from apkfarm.services.signer.client import GrpcSignerClient, SigningRefused
-from apkfarm.services.signer.service import ALLOW, SERVICE_NAME, SignerServicer
-from apkfarm.v1 import signer_pb2_grpc
 
 
 async def _scenario(farm: Farm, certs: Path) -> dict[str, object]:
-    server = await start_grpc_server(
-        "127.0.0.1:0",
-        [lambda s: signer_pb2_grpc.add_SignerServicer_to_server(SignerServicer(farm.core), s)],
-        [SERVICE_NAME],
-        credentials=server_credentials(TlsFiles.in_directory(certs, "signer")),
-        interceptors=[IdentityAllowList(ALLOW)],
-    )
+    server = await start_signer_server(farm, certs)
     address = f"127.0.0.1:{server.port}"
     outcome: dict[str, object] = {}
 
