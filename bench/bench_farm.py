@@ -21,7 +21,6 @@ a job for its arch is ready.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import itertools
 import statistics
 import subprocess
@@ -30,6 +29,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,12 +37,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 
 from fixtures.servers import rabbitmq_server, s3_server_running  # noqa: E402
-from fixtures.services import ServiceProcess, service_env, start_service  # noqa: E402
+from fixtures.services import EventWatcher, farm_processes  # noqa: E402
 
 from apkfarm.apk.keys import generate_key_pair  # noqa: E402
-from apkfarm.bus import Delivery  # noqa: E402
-from apkfarm.bus.rabbit import RabbitBus  # noqa: E402
-from apkfarm.certs import JOB_TOKEN_KEY, JOB_TOKEN_PUBLIC_KEY, init_certs  # noqa: E402
+from apkfarm.certs import init_certs  # noqa: E402
 from apkfarm.v1 import bus_pb2, common_pb2  # noqa: E402
 
 ARCHS = ("x86_64", "aarch64")
@@ -69,43 +67,31 @@ def make_tree(root: Path, count: int) -> None:
 
 @dataclass
 class Timeline:
-    """When each event arrived (monotonic), as the watcher saw it."""
+    """Which builds are done, as the bus watcher sees them arrive; ``done`` once all are."""
 
-    received: list[tuple[float, bus_pb2.Event]] = field(default_factory=list)
+    expected: int
     done: threading.Event = field(default_factory=threading.Event)
-    expected: int = 0
     finished_builds: set[str] = field(default_factory=set)
 
-
-async def watch(url: str, timeline: Timeline, stop: asyncio.Event) -> None:
-    bus = RabbitBus(url, connection_name="bench-watcher")
-    await bus.start()
-
-    async def collect(delivery: Delivery[bus_pb2.Event]) -> None:
-        now = time.monotonic()
-        event = delivery.message
-        timeline.received.append((now, event))
+    def record(self, when: float, routing_key: str, event: bus_pb2.Event) -> None:
+        """An ``EventWatcher`` callback (on the watcher's thread)."""
         if event.WhichOneof("kind") == "build_changed":
             build = event.build_changed.build
             if build.state == common_pb2.BUILD_STATE_DONE:
-                timeline.finished_builds.add(build.build_id)
-                if len(timeline.finished_builds) >= timeline.expected:
-                    timeline.done.set()
-
-    subscription = await bus.subscribe(["#"], bus_pb2.Event, collect, prefetch=512)
-    await stop.wait()
-    await subscription.stop(1)
-    await bus.close(grace=1)
+                self.finished_builds.add(build.build_id)
+                if len(self.finished_builds) >= self.expected:
+                    self.done.set()
 
 
-def analyse(timeline: Timeline) -> dict[str, float]:
+def analyse(received: Sequence[tuple[float, str, bus_pb2.Event]]) -> dict[str, float]:
+    """The figures from every event and when it arrived (monotonic seconds)."""
     queued_at: dict[str, float] = {}  # job -> when the scheduler queued it
     done_at: dict[str, float] = {}  # build -> when the scheduler saw it published
     build_of: dict[str, str] = {}  # job -> build
     started_at: dict[str, float] = {}  # job -> when a builder took it
     build_seconds: dict[str, float] = {}  # job -> the sandboxed build, builder-reported
     spans: dict[str, list[tuple[float, float]]] = defaultdict(list)  # arch -> (start, finish)
-    for when, event in timeline.received:
+    for when, _key, event in received:
         kind = event.WhichOneof("kind")
         if kind == "build_changed":
             build = event.build_changed.build
@@ -162,54 +148,19 @@ def run(workdir: Path, templates: int) -> None:
     init_certs(certs, builder_archs=list(ARCHS))
     keys = workdir / "keys"
     generate_key_pair(keys, "bench@example.org")
-    services: list[ServiceProcess] = []
     with rabbitmq_server(workdir) as rabbitmq, s3_server_running(workdir) as s3:
-        amqp = rabbitmq.url
-
-        def env(identity: str, *, bus: bool = True) -> dict[str, str]:
-            return service_env(workdir, certs, identity, s3=s3, amqp_url=amqp if bus else None)
-
         timeline = Timeline(expected=templates * len(ARCHS))
-        stop = asyncio.Event()
-        loop = asyncio.new_event_loop()
-        watcher = threading.Thread(
-            target=loop.run_until_complete, args=(watch(amqp, timeline, stop),), daemon=True
-        )
-        try:
-            signer = env("signer", bus=False)
-            signer["APKFARM_KEYS_DIR"] = str(keys)
-            signer["APKFARM_SCHEDULER_PUBLIC_KEYS"] = str(certs / JOB_TOKEN_PUBLIC_KEY)
-            services.append(start_service("signer", signer, workdir, "apkfarm.v1.Signer"))
-            signer_address = services[-1].grpc_address
-            indexer = env("indexer")
-            indexer["APKFARM_SIGNER_ADDRESS"] = signer_address
-            services.append(start_service("indexer", indexer, workdir, "apkfarm.v1.Indexer"))
-            services.append(start_service("fetcher", env("fetcher"), workdir, "apkfarm.v1.Fetcher"))
-            for arch in ARCHS:
-                builder = env(f"builder-{arch}")
-                builder.update(
-                    {
-                        "APKFARM_ARCH": arch,
-                        "APKFARM_WORK_DIR": str(workdir / f"work-{arch}"),
-                        "APKFARM_SIGNER_ADDRESS": signer_address,
-                    }
-                )
-                services.append(
-                    start_service(
-                        "builder", builder, workdir, "apkfarm.v1.Builder", label=f"builder-{arch}"
-                    )
-                )
-            scheduler = env("scheduler")
-            scheduler.update(
-                {
-                    "APKFARM_STATE_DIR": str(workdir / "scheduler"),
-                    "APKFARM_ARCHS": ",".join(ARCHS),
-                    "APKFARM_HOST_ARCH": "x86_64",
-                    "APKFARM_JOB_TOKEN_KEY": str(certs / JOB_TOKEN_KEY),
-                }
-            )
-            services.append(start_service("scheduler", scheduler, workdir, "apkfarm.v1.Scheduler"))
-            watcher.start()
+        with (
+            farm_processes(
+                workdir, certs, keys, s3=s3, amqp_url=rabbitmq.url, archs=ARCHS
+            ) as services,
+            EventWatcher(
+                rabbitmq.url,
+                connection_name="bench-watcher",
+                prefetch=512,
+                on_event=timeline.record,
+            ) as watcher,
+        ):
             submitted = time.monotonic()
             result = subprocess.run(
                 [
@@ -217,7 +168,7 @@ def run(workdir: Path, templates: int) -> None:
                     "submit",
                     str(tree),
                     "--scheduler",
-                    services[-1].grpc_address,
+                    services["scheduler"].grpc_address,
                     "--tls-dir",
                     str(certs),
                 ],
@@ -231,13 +182,7 @@ def run(workdir: Path, templates: int) -> None:
             if not timeline.done.wait(timeout=1800):
                 sys.exit(f"only {len(timeline.finished_builds)} of {timeline.expected} builds done")
             finished = time.monotonic()
-        finally:
-            if watcher.is_alive():
-                loop.call_soon_threadsafe(stop.set)
-                watcher.join(timeout=30)
-            for service in reversed(services):
-                service.stop(grace=30)
-    figures = analyse(timeline)
+    figures = analyse(watcher.received)
     print(f"farm benchmark: {templates} meta templates x {len(ARCHS)} arches")
     print(f"  submit (upload, evaluate, plan):  {accepted - submitted:8.2f} s")
     print(f"  submit -> all indexed:            {finished - submitted:8.2f} s")

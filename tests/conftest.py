@@ -20,7 +20,8 @@ if not VECTORS.is_dir():
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
-pytest_plugins = ["fixtures.servers"]
+# Fixtures every test directory can use: private servers, the examples' sources.
+pytest_plugins = ["fixtures.servers", "fixtures.examples"]
 
 
 def require(condition: bool, reason: str) -> None:

@@ -12,23 +12,23 @@ The farm is shared by the tests of this module; they run in file order.
 
 from __future__ import annotations
 
-import asyncio
-import os
 import re
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from fixtures.services import bucket, promtool_check_metrics
+from fixtures.examples import EXAMPLES, ExampleDistfiles
+from fixtures.services import (
+    EventWatcher,
+    mirror_repository,
+    operator_cli,
+    promtool_check_metrics,
+)
 
 from apkfarm.apk.index import read_index
-from apkfarm.bus import Delivery
-from apkfarm.bus.rabbit import RabbitBus
 from apkfarm.v1 import bus_pb2
 from containers.container_farm import (
     ARCHS,
@@ -50,7 +50,6 @@ from containers.container_farm import (
     wait_until,
 )
 
-EXAMPLES = REPO_ROOT / "examples"
 # One template whose build runs for ~15 s printing a tick every half second.
 SLOW_TREE = REPO_ROOT / "tests" / "data" / "ports-containers"
 FARM_TIMEOUT = 900.0
@@ -65,30 +64,19 @@ class ContainerFarm:
     infra: Infra
     secrets: Secrets
     services: dict[str, FarmContainer]
-    events: list[bus_pb2.Event] = field(default_factory=list)
+    watcher: EventWatcher = field(repr=False)
 
     @property
     def scheduler(self) -> FarmContainer:
         return self.services["scheduler"]
 
+    @property
+    def events(self) -> list[bus_pb2.Event]:
+        return self.watcher.events
+
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """The operator's CLI on the host, over mTLS to the scheduler's published port."""
-        env = dict(os.environ)
-        env.update(
-            {
-                "APKFARM_SCHEDULER": self.scheduler.address(GRPC_PORT),
-                "APKFARM_TLS_DIR": str(self.secrets.certs),
-                "APKFARM_IDENTITY": "operator",
-            }
-        )
-        done = subprocess.run(
-            [str(BIN / "apkfarm"), *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+        done = operator_cli(self.scheduler.address(GRPC_PORT), self.secrets.certs, *args)
         if check:
             assert done.returncode == 0, f"apkfarm {' '.join(args)}:\n{done.stdout}{done.stderr}"
         return done
@@ -97,57 +85,21 @@ class ContainerFarm:
         return "\n".join(f"--- {name}\n{c.logs(20)}" for name, c in self.services.items())
 
 
-async def _watch(url: str, events: list[bus_pb2.Event], stop: asyncio.Event) -> None:
-    bus = RabbitBus(url, connection_name="container-test-watcher")
-    await bus.start()
-
-    async def collect(delivery: Delivery[bus_pb2.Event]) -> None:
-        events.append(delivery.message)
-
-    subscription = await bus.subscribe(["#"], bus_pb2.Event, collect, prefetch=256)
-    await stop.wait()
-    await subscription.stop(1)
-    await bus.close(grace=1)
-
-
-@pytest.fixture(scope="module")
-def distfiles(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("distfiles")
-    subprocess.run(
-        [sys.executable, str(REPO_ROOT / "tools" / "make_distfiles.py"), str(directory)],
-        check=True,
-        capture_output=True,
-    )
-    return directory
-
-
 @pytest.fixture(scope="module")
 def farm(
-    images: object, distfiles: Path, tmp_path_factory: pytest.TempPathFactory
+    images: object, example_distfiles: ExampleDistfiles, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ContainerFarm]:
     started = time.monotonic()
     secrets = make_secrets(tmp_path_factory.mktemp("secrets"))
     with container_run() as run:
         infra = start_infra(run)
-        start_distfiles(run, distfiles)
+        start_distfiles(run, example_distfiles.directory)
         services = start_services(
             run, infra, secrets, source_sites=f"EXAMPLES_SITE=http://distfiles:{DISTFILES_PORT}"
         )
-        made = ContainerFarm(run, infra, secrets, services)
         print(f"container farm up in {time.monotonic() - started:.1f}s")
-        stop_watching = asyncio.Event()
-        loop = asyncio.new_event_loop()
-        watcher = threading.Thread(
-            target=loop.run_until_complete,
-            args=(_watch(infra.host_amqp_url, made.events, stop_watching),),
-            daemon=True,
-        )
-        watcher.start()
-        try:
-            yield made
-        finally:
-            loop.call_soon_threadsafe(stop_watching.set)
-            watcher.join(timeout=30)
+        with EventWatcher(infra.host_amqp_url, connection_name="container-test-watcher") as watcher:
+            yield ContainerFarm(run, infra, secrets, services, watcher)
 
 
 def _summary(status: str) -> str:
@@ -171,20 +123,6 @@ def _wait_until_built(farm: ContainerFarm) -> str:
     except AssertionError as error:
         raise AssertionError(f"{error}\n{result.get('status')}\n{farm.service_logs()}") from None
     return result["status"]
-
-
-def _mirror(farm: ContainerFarm, destination: Path) -> dict[str, list[Path]]:
-    """Download repo/ through the published S3 port; the files per <category>/<arch>."""
-    store = bucket(farm.infra.host_s3, prefix="repo/")
-    repos: dict[str, list[Path]] = {}
-    for info in store.list(""):
-        parts = info.key.split("/")
-        if len(parts) != 3 or parts[2].startswith("."):
-            continue  # .generations/ are kept for mirrors mid-sync
-        path = destination / info.key
-        store.get_file(info.key, path)
-        repos.setdefault(f"{parts[0]}/{parts[1]}", []).append(path)
-    return repos
 
 
 def _verified_index(farm: ContainerFarm, files: list[Path]) -> list[str]:
@@ -217,7 +155,7 @@ def test_the_example_tree_becomes_a_signed_repository_per_arch(
     status = _wait_until_built(farm)
     assert "14 done" in _summary(status), status
 
-    repos = _mirror(farm, tmp_path / "mirror")
+    repos = mirror_repository(farm.infra.host_s3, tmp_path / "mirror")
     assert sorted(repos) == ["main/aarch64", "main/x86_64", "user/aarch64", "user/x86_64"]
     names = {repo: _verified_index(farm, files) for repo, files in repos.items()}
     for repo, listed in names.items():
@@ -332,7 +270,7 @@ def test_a_killed_builders_job_is_redelivered_to_a_new_builder(
     assert "slowpoke: tick 30 of 30" in logs
 
     # Nothing lost, nothing twice: each package once in each index, all verified.
-    repos = _mirror(farm, tmp_path / "mirror")
+    repos = mirror_repository(farm.infra.host_s3, tmp_path / "mirror")
     for arch in ARCHS:
         listed = _verified_index(farm, repos[f"main/{arch}"])
         assert listed.count("slowpoke") == 1, listed

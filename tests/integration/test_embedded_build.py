@@ -2,36 +2,25 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import REPO_ROOT
+from fixtures.examples import EXAMPLES, ExampleDistfiles
 
 from apkfarm.apk.index import verify_index_records
 from apkfarm.apk.keys import Keyring
 from apkfarm.cli.main import main
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.sandbox
 
 
-def _distfiles(directory: Path) -> str:
-    subprocess.run(
-        [sys.executable, str(REPO_ROOT / "tools" / "make_distfiles.py"), str(directory)],
-        check=True,
-        capture_output=True,
-    )
-    return f"EXAMPLES_SITE=file://{directory}"
-
-
 def test_build_leaves_a_signed_repository_and_is_incremental(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    example_distfiles: ExampleDistfiles, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    site = _distfiles(tmp_path / "distfiles")
     args = [
         "build",
-        str(REPO_ROOT / "examples"),
+        str(EXAMPLES),
         "greet",
         "tally",
         "--arch",
@@ -41,7 +30,7 @@ def test_build_leaves_a_signed_repository_and_is_incremental(
         "--keys-dir",
         str(tmp_path / "keys"),
         "--site",
-        site,
+        example_distfiles.file_site,
     ]
     assert main(args) == 0
     out = capsys.readouterr().out

@@ -12,13 +12,8 @@ that ``apkfarm build`` (the embedded mode) yields the same package set.
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import http.server
-import os
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,24 +21,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from fixtures.examples import EXAMPLES, ExampleDistfiles
 from fixtures.servers import RabbitMQ, S3Server
 from fixtures.services import (
+    EventWatcher,
     ServiceProcess,
-    bucket,
+    farm_processes,
+    mirror_repository,
+    operator_cli,
     promtool_check_metrics,
-    service_env,
-    start_service,
 )
 
 from apkfarm.apk.index import read_index
 from apkfarm.apk.keys import generate_key_pair
-from apkfarm.bus import Delivery
-from apkfarm.bus.rabbit import RabbitBus
-from apkfarm.certs import JOB_TOKEN_KEY, JOB_TOKEN_PUBLIC_KEY, init_certs
+from apkfarm.certs import init_certs
 from apkfarm.v1 import bus_pb2
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = REPO_ROOT / "examples"
 BIN = Path(sys.executable).parent
 ARCHS = ("x86_64", "aarch64")
 FARM_TIMEOUT = 600.0
@@ -53,80 +46,34 @@ pytestmark = [pytest.mark.infra, pytest.mark.sandbox, pytest.mark.cross]
 
 @dataclass
 class Farm:
-    workdir: Path
     certs: Path
     keys: Path
     s3: S3Server
     bucket_name: str
-    amqp_url: str
-    services: dict[str, ServiceProcess] = field(default_factory=dict)
-    events: list[bus_pb2.Event] = field(default_factory=list)
+    services: dict[str, ServiceProcess]
+    watcher: EventWatcher = field(repr=False)
 
     @property
     def scheduler(self) -> ServiceProcess:
         return self.services["scheduler"]
 
+    @property
+    def events(self) -> list[bus_pb2.Event]:
+        return self.watcher.events
+
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        env = dict(os.environ)
-        env.update(
-            {
-                "APKFARM_SCHEDULER": self.scheduler.grpc_address,
-                "APKFARM_TLS_DIR": str(self.certs),
-                "APKFARM_IDENTITY": "operator",
-            }
-        )
-        return subprocess.run(
-            [str(BIN / "apkfarm"), *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+        return operator_cli(self.scheduler.grpc_address, self.certs, *args)
 
-
-class _Distfiles(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-
-@pytest.fixture(scope="module")
-def distfiles(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The examples' sources on an HTTP server on 127.0.0.1, as a source site would be."""
-    directory = tmp_path_factory.mktemp("distfiles")
-    subprocess.run(
-        [sys.executable, str(REPO_ROOT / "tools" / "make_distfiles.py"), str(directory)],
-        check=True,
-        capture_output=True,
-    )
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
-    server = _Distfiles(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-async def _watch(url: str, events: list[bus_pb2.Event], stop: asyncio.Event) -> None:
-    bus = RabbitBus(url, connection_name="test-watcher")
-    await bus.start()
-
-    async def collect(delivery: Delivery[bus_pb2.Event]) -> None:
-        events.append(delivery.message)
-
-    subscription = await bus.subscribe(["#"], bus_pb2.Event, collect, prefetch=256)
-    await stop.wait()
-    await subscription.stop(1)
-    await bus.close(grace=1)
+    def mirror(self, destination: Path) -> dict[str, list[Path]]:
+        """Download repo/ as a mirror would; returns the files per <category>/<arch>."""
+        return mirror_repository(self.s3, destination, bucket_name=self.bucket_name)
 
 
 @pytest.fixture(scope="module")
 def farm(
     rabbitmq: RabbitMQ,
     s3_server: S3Server,
-    distfiles: str,
+    example_distfiles_url: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Farm]:
     workdir = tmp_path_factory.mktemp("farm")
@@ -134,79 +81,23 @@ def farm(
     init_certs(certs, builder_archs=list(ARCHS))
     keys = workdir / "keys"
     generate_key_pair(keys, "farm@example.org")
-    made = Farm(
-        workdir=workdir,
-        certs=certs,
-        keys=keys,
-        s3=s3_server,
-        bucket_name=f"farm-{uuid.uuid4().hex[:12]}",
-        amqp_url=rabbitmq.vhost_url(f"farm-{uuid.uuid4().hex[:8]}"),
-    )
-
-    def env(identity: str, *, amqp: bool = True) -> dict[str, str]:
-        settings = service_env(
-            workdir, certs, identity, s3=s3_server, amqp_url=made.amqp_url if amqp else None
-        )
-        settings["APKFARM_S3_BUCKET"] = made.bucket_name
-        return settings
-
-    stop_watching = asyncio.Event()
-    loop = asyncio.new_event_loop()
-    watcher = threading.Thread(
-        target=loop.run_until_complete,
-        args=(_watch(made.amqp_url, made.events, stop_watching),),
-        daemon=True,
-    )
-    try:
-        signer = env("signer", amqp=False)
-        signer["APKFARM_KEYS_DIR"] = str(keys)
-        signer["APKFARM_SCHEDULER_PUBLIC_KEYS"] = str(certs / JOB_TOKEN_PUBLIC_KEY)
-        made.services["signer"] = start_service("signer", signer, workdir, "apkfarm.v1.Signer")
-        signer_address = made.services["signer"].grpc_address
-
-        indexer = env("indexer")
-        indexer["APKFARM_SIGNER_ADDRESS"] = signer_address
-        indexer["APKFARM_REPO_DESCRIPTION"] = "apkfarm integration test"
-        made.services["indexer"] = start_service("indexer", indexer, workdir, "apkfarm.v1.Indexer")
-
-        fetcher = env("fetcher")
-        fetcher["APKFARM_SOURCE_SITES"] = f"EXAMPLES_SITE={distfiles}"
-        made.services["fetcher"] = start_service("fetcher", fetcher, workdir, "apkfarm.v1.Fetcher")
-
-        for arch in ARCHS:
-            builder = env(f"builder-{arch}")
-            builder.update(
-                {
-                    "APKFARM_ARCH": arch,
-                    "APKFARM_WORK_DIR": str(workdir / f"work-{arch}"),
-                    "APKFARM_SIGNER_ADDRESS": signer_address,
-                }
-            )
-            builder["APKFARM_ADVERTISE_ADDRESS"] = builder["APKFARM_GRPC_LISTEN"]
-            made.services[f"builder-{arch}"] = start_service(
-                "builder", builder, workdir, "apkfarm.v1.Builder", label=f"builder-{arch}"
-            )
-
-        scheduler = env("scheduler")
-        scheduler.update(
-            {
-                "APKFARM_STATE_DIR": str(workdir / "scheduler"),
-                "APKFARM_ARCHS": ",".join(ARCHS),
-                "APKFARM_HOST_ARCH": "x86_64",
-                "APKFARM_JOB_TOKEN_KEY": str(certs / JOB_TOKEN_KEY),
-            }
-        )
-        made.services["scheduler"] = start_service(
-            "scheduler", scheduler, workdir, "apkfarm.v1.Scheduler"
-        )
-        watcher.start()
-        yield made
-    finally:
-        if watcher.is_alive():
-            loop.call_soon_threadsafe(stop_watching.set)
-            watcher.join(timeout=30)
-        for service in reversed(list(made.services.values())):
-            service.stop(grace=30)
+    bucket_name = f"farm-{uuid.uuid4().hex[:12]}"
+    amqp_url = rabbitmq.vhost_url(f"farm-{uuid.uuid4().hex[:8]}")
+    with (
+        farm_processes(
+            workdir,
+            certs,
+            keys,
+            s3=s3_server,
+            amqp_url=amqp_url,
+            archs=ARCHS,
+            bucket_name=bucket_name,
+            source_sites=f"EXAMPLES_SITE={example_distfiles_url}",
+            repo_description="apkfarm integration test",
+        ) as services,
+        EventWatcher(amqp_url, connection_name="test-watcher") as watcher,
+    ):
+        yield Farm(certs, keys, s3_server, bucket_name, services, watcher)
 
 
 def _wait_until_built(farm: Farm) -> str:
@@ -222,20 +113,6 @@ def _wait_until_built(farm: Farm) -> str:
             logs = "\n".join(s.proc.log_tail(20) for s in farm.services.values())
             raise AssertionError(f"farm did not finish:\n{status.stdout}\n{logs}")
         time.sleep(1.0)  # polling the farm's own status, the thing being waited for
-
-
-def _mirror(farm: Farm, destination: Path) -> dict[str, list[Path]]:
-    """Download repo/ as a mirror would; returns the files per <category>/<arch>."""
-    store = bucket(farm.s3, prefix="repo/", name=farm.bucket_name)
-    repos: dict[str, list[Path]] = {}
-    for info in store.list(""):
-        parts = info.key.split("/")
-        if len(parts) != 3 or parts[2].startswith("."):
-            continue
-        path = destination / info.key
-        store.get_file(info.key, path)
-        repos.setdefault(f"{parts[0]}/{parts[1]}", []).append(path)
-    return repos
 
 
 def _verify(paths: list[Path], keys: Path) -> subprocess.CompletedProcess[str]:
@@ -260,7 +137,7 @@ def test_the_example_tree_becomes_a_signed_repository_per_arch(farm: Farm, tmp_p
     status = _wait_until_built(farm)
     assert "14 done" in status, status
 
-    repos = _mirror(farm, tmp_path / "mirror")
+    repos = farm.mirror(tmp_path / "mirror")
     assert sorted(repos) == ["main/aarch64", "main/x86_64", "user/aarch64", "user/x86_64"]
     names: dict[str, set[str]] = {}
     for repo, files in repos.items():
@@ -329,13 +206,9 @@ def test_metrics_show_the_work_and_pass_promtool(farm: Farm, service: str, metri
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
-def test_the_embedded_mode_builds_the_same_package_set(farm: Farm, tmp_path: Path) -> None:
-    distfiles = tmp_path / "distfiles"
-    subprocess.run(
-        [sys.executable, str(REPO_ROOT / "tools" / "make_distfiles.py"), str(distfiles)],
-        check=True,
-        capture_output=True,
-    )
+def test_the_embedded_mode_builds_the_same_package_set(
+    farm: Farm, example_distfiles: ExampleDistfiles, tmp_path: Path
+) -> None:
     out = tmp_path / "repo"
     built = subprocess.run(
         [
@@ -349,7 +222,7 @@ def test_the_embedded_mode_builds_the_same_package_set(farm: Farm, tmp_path: Pat
             "--keys-dir",
             str(tmp_path / "keys"),
             "--site",
-            f"EXAMPLES_SITE=file://{distfiles}",
+            example_distfiles.file_site,
         ],
         capture_output=True,
         text=True,
@@ -357,7 +230,7 @@ def test_the_embedded_mode_builds_the_same_package_set(farm: Farm, tmp_path: Pat
         check=False,
     )
     assert built.returncode == 0, built.stdout + built.stderr
-    mirror = _mirror(farm, tmp_path / "mirror")
+    mirror = farm.mirror(tmp_path / "mirror")
     farm_packages = {
         f"{repo}/{p.name}" for repo, files in mirror.items() for p in files if p.suffix == ".apk"
     }
