@@ -572,6 +572,8 @@ def start_services(
     )
     fetcher_env = infra.service_env("fetcher")
     fetcher_env["APKFARM_SOURCE_SITES"] = source_sites
+    # The distfiles container's address on the test network is a private one.
+    fetcher_env["APKFARM_FETCH_PRIVATE_NETWORKS"] = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16"
     services["fetcher"] = run.start(
         "fetcher",
         "apkfarm/fetcher:dev",

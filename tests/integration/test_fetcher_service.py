@@ -71,6 +71,8 @@ def fetcher(
                 "APKFARM_FETCH_WORK_DIR": str(workdir),
                 "APKFARM_FETCH_RETRY_DELAY": "0.5",
                 "APKFARM_FETCH_ATTEMPTS": "2",
+                # The source server is on loopback; nothing else non-public is.
+                "APKFARM_FETCH_PRIVATE_NETWORKS": "127.0.0.1/32",
             }
         )
         service = start_service("fetcher", env, workdir, HEALTH_SERVICE)
@@ -177,6 +179,23 @@ def test_a_mismatch_job_ends_in_fetch_failed_and_nothing_in_s3(fetcher: Fetcher)
     store = bucket(fetcher.s3)
     assert not store.exists(f"sources/sha256/{wrong}")
     assert not store.exists(f"sources/sha256/{actual}")
+
+
+@pytest.mark.infra
+def test_a_redirect_to_a_non_public_address_ends_in_fetch_failed(fetcher: Fetcher) -> None:
+    name = "greet-3.0.tar.gz"
+    fetcher.sources.add(f"/dist/{name}", location="http://[::1]:9/internal.tar.gz")
+    source = common_pb2.Source(
+        url=f"$(EXAMPLES_SITE)/{name}", sha256=hashlib.sha256(b"x").hexdigest(), filename=name
+    )
+
+    delivery = asyncio.run(_job_outcome(fetcher, source))
+
+    assert delivery.routing_key == names.FETCH_FAILED
+    assert delivery.message.fetch_failed.error.endswith(
+        "::1 resolves to ::1 (not a public address); not a permitted source address"
+    )
+    assert [seen.status for seen in fetcher.sources.requests(f"/dist/{name}")] == [302]
 
 
 @pytest.mark.infra

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 
 from apkfarm.services.common.config import ConfigError, load_config
+from apkfarm.services.fetcher.destinations import DestinationPolicy
 from apkfarm.services.fetcher.download import DownloadLimits
 from apkfarm.services.fetcher.main import FetcherConfig, main
 from apkfarm.services.fetcher.sites import DEFAULT_SITES
@@ -21,6 +24,7 @@ FETCHER_VARIABLES = (
     "APKFARM_FETCH_CONCURRENCY",
     "APKFARM_FETCH_RETRY_DELAY",
     "APKFARM_FETCH_WORK_DIR",
+    "APKFARM_FETCH_PRIVATE_NETWORKS",
 )
 COMMON_VARIABLES = (
     "APKFARM_GRPC_LISTEN",
@@ -71,8 +75,19 @@ def test_settings_come_from_the_environment() -> None:
     assert sites["GNU_SITE"] == DEFAULT_SITES["GNU_SITE"]
 
 
-def test_defaults_refuse_file_urls() -> None:
-    assert load_config(FetcherConfig, {}).allow_file_urls is False
+def test_defaults_refuse_file_urls_and_non_public_addresses() -> None:
+    config = load_config(FetcherConfig, {})
+    assert config.allow_file_urls is False
+    assert config.destinations() == DestinationPolicy()
+
+
+def test_an_operator_names_the_private_networks_a_mirror_is_in() -> None:
+    config = load_config(
+        FetcherConfig, {"APKFARM_FETCH_PRIVATE_NETWORKS": "10.20.0.0/16, fd00:1::/64"}
+    )
+    assert config.destinations() == DestinationPolicy(
+        (ipaddress.ip_network("10.20.0.0/16"), ipaddress.ip_network("fd00:1::/64"))
+    )
 
 
 @pytest.mark.parametrize(
@@ -84,6 +99,8 @@ def test_defaults_refuse_file_urls() -> None:
         ("APKFARM_FETCH_PER_HOST", "0", "APKFARM_FETCH_PER_HOST"),
         ("APKFARM_FETCH_TIMEOUT", "0", "APKFARM_FETCH_TIMEOUT must be a positive"),
         ("APKFARM_FETCH_CONCURRENCY", "5000", "APKFARM_FETCH_CONCURRENCY"),
+        ("APKFARM_FETCH_PRIVATE_NETWORKS", "10.0.0.0/33", "APKFARM_FETCH_PRIVATE_NETWORKS: '10"),
+        ("APKFARM_FETCH_PRIVATE_NETWORKS", "intranet", "APKFARM_FETCH_PRIVATE_NETWORKS"),
     ],
 )
 def test_bad_settings_are_refused_naming_the_variable(env: str, value: str, complaint: str) -> None:

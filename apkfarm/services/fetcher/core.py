@@ -26,6 +26,7 @@ import httpx
 from apkfarm.blobs import BlobNotFound, BlobStore, BlobStoreError
 from apkfarm.blobs.layout import source_key
 from apkfarm.services.common.logs import get_logger
+from apkfarm.services.fetcher.destinations import DestinationPolicy
 from apkfarm.services.fetcher.download import (
     Downloaded,
     DownloadError,
@@ -62,7 +63,11 @@ class FetchResult:
 
 
 class SourceFetcher:
-    """Fetches sources into ``store``; use as ``async with`` (it owns an HTTP connection pool)."""
+    """Fetches sources into ``store``; use as ``async with`` (it owns an HTTP connection pool).
+
+    ``destinations`` limits the addresses downloads connect to; None allows any
+    (the embedded mode, and tests of everything else).
+    """
 
     def __init__(
         self,
@@ -71,6 +76,7 @@ class SourceFetcher:
         limits: DownloadLimits | None = None,
         sites: Mapping[str, str] | None = None,
         allow_file_urls: bool = False,
+        destinations: DestinationPolicy | None = None,
         work_dir: Path | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
@@ -79,7 +85,7 @@ class SourceFetcher:
         self.sites = dict(sites) if sites is not None else site_table()
         self.allow_file_urls = allow_file_urls
         self.work_dir = work_dir
-        self.http = HttpDownloader(self.limits, transport=transport)
+        self.http = HttpDownloader(self.limits, destinations=destinations, transport=transport)
         self._same_digest = KeyedLimiter(1)
 
     async def __aenter__(self) -> Self:

@@ -15,7 +15,10 @@ What a source host can do wrong, and what happens:
   is used only if the answer is 206 with a ``Content-Range`` starting exactly
   there — otherwise the download starts again from zero. Retries stop after
   ``attempts`` requests in a row that brought no new byte;
-- answer 404/410 or another 4xx: refused at once, not retried.
+- answer 404/410 or another 4xx: refused at once, not retried;
+- resolve (or redirect) to an address the ``DestinationPolicy`` does not allow
+  (loopback, private, link-local... unless the operator allows that network):
+  refused at once, before anything is sent (see ``destinations``).
 
 Each request holds a slot of its host's semaphore (``per_host``) for as long as
 it runs, so one busy site is never hit by more than ``per_host`` connections
@@ -41,6 +44,11 @@ import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
 from apkfarm.services.common.logs import get_logger
+from apkfarm.services.fetcher.destinations import (
+    DestinationPolicy,
+    DestinationRefused,
+    GuardedTransport,
+)
 from apkfarm.services.fetcher.metrics import FETCH_BYTES, FETCH_RETRIES
 from apkfarm.services.fetcher.source import NETWORK_SCHEMES, FetchFailure
 
@@ -215,16 +223,23 @@ class HttpDownloader:
     """Downloads http(s) URLs into files; one instance (one connection pool) per process."""
 
     def __init__(
-        self, limits: DownloadLimits, *, transport: httpx.AsyncBaseTransport | None = None
+        self,
+        limits: DownloadLimits,
+        *,
+        destinations: DestinationPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.limits = limits
         self.hosts = KeyedLimiter(limits.per_host)
+        pool_limits = httpx.Limits(max_connections=None, max_keepalive_connections=32)
+        if transport is None and destinations is not None:
+            transport = GuardedTransport(destinations, pool_limits)
         self._client = httpx.AsyncClient(
             # The total limit is enforced around the whole download; these bound silence.
             timeout=httpx.Timeout(limits.stall_timeout, pool=None),
             follow_redirects=False,
             headers={"User-Agent": USER_AGENT},
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=32),
+            limits=pool_limits,
             transport=transport,
         )
 
@@ -302,6 +317,8 @@ class HttpDownloader:
                 # No chunk size: a buffered chunker would lose what it holds when the link drops.
                 async for chunk in response.aiter_raw():
                     partial.add(chunk)
+        except DestinationRefused as exc:
+            raise DownloadError(str(exc), FetchFailure.DESTINATION) from None
         except httpx.TimeoutException as exc:
             raise _Retry(
                 f"no data for {self.limits.stall_timeout:g}s ({type(exc).__name__})",

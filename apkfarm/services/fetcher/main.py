@@ -21,6 +21,7 @@ from apkfarm.services.common.app import (
 from apkfarm.services.common.config import ConfigError, setting
 from apkfarm.services.fetcher.consumer import FetchConsumer
 from apkfarm.services.fetcher.core import SourceFetcher
+from apkfarm.services.fetcher.destinations import DestinationPolicy, PolicyError
 from apkfarm.services.fetcher.download import DownloadLimits
 from apkfarm.services.fetcher.events import EventPublisher
 from apkfarm.services.fetcher.service import service_parts
@@ -53,6 +54,14 @@ class FetcherConfig(CommonConfig, BusConfig, StoreConfig):
     )
     allow_file_urls: bool = setting(
         "APKFARM_ALLOW_FILE_URLS", False, "accept file:// sources (embedded mode only)"
+    )
+    fetch_private_networks: str = setting(
+        "APKFARM_FETCH_PRIVATE_NETWORKS",
+        "",
+        "non-public networks sources may come from, comma-separated (like "
+        "10.20.0.0/16 for an internal mirror), or 'any'; other loopback, private, "
+        "link-local and reserved addresses are refused, also after a redirect "
+        "(connections are direct: HTTP(S)_PROXY is not used)",
     )
     fetch_max_redirects: int = setting(
         "APKFARM_FETCH_MAX_REDIRECTS", 5, "redirects followed per request (to http(s) only)"
@@ -106,9 +115,16 @@ class FetcherConfig(CommonConfig, BusConfig, StoreConfig):
             self.sites()
         except SiteError as exc:
             raise ConfigError(f"APKFARM_SOURCE_SITES: {exc}") from None
+        try:
+            self.destinations()
+        except PolicyError as exc:
+            raise ConfigError(f"APKFARM_FETCH_PRIVATE_NETWORKS: {exc}") from None
 
     def sites(self) -> dict[str, str]:
         return site_table(self.source_sites)
+
+    def destinations(self) -> DestinationPolicy:
+        return DestinationPolicy.parse(self.fetch_private_networks)
 
     def limits(self) -> DownloadLimits:
         return DownloadLimits(
@@ -134,6 +150,7 @@ async def run(config: FetcherConfig) -> None:
         limits=config.limits(),
         sites=config.sites(),
         allow_file_urls=config.allow_file_urls,
+        destinations=config.destinations(),
         work_dir=config.fetch_work_dir,
     )
     consumer = FetchConsumer(

@@ -35,6 +35,7 @@ class FetchFailure(enum.StrEnum):
     NOT_FOUND = "not_found"
     HTTP = "http_error"
     REDIRECT = "redirect"
+    DESTINATION = "destination"
     TIMEOUT = "timeout"
     NETWORK = "network"
     STORE = "store"
