@@ -264,8 +264,13 @@ class SubscriptionTransport(ABC):
     async def ack(self, raw: RawDelivery) -> None: ...
 
     @abstractmethod
-    async def requeue(self, raw: RawDelivery, reason: str) -> None:
-        """Put the message back at the head of its queue; counts as a delivery."""
+    async def requeue(self, raw: RawDelivery, reason: str, *, failed: bool) -> None:
+        """Put the message back at the head of its queue; counts as a delivery.
+
+        ``failed``: the message's handling failed (rather than the consumer
+        stopping). Brokers from RabbitMQ 4.3 count only failed returns towards
+        the delivery limit, so the transport must tell them apart.
+        """
 
     @abstractmethod
     async def retry_later(self, raw: RawDelivery, delay: float, reason: str) -> None: ...
@@ -337,7 +342,7 @@ class Subscription[M: Message]:
         try:
             async with self._slots:
                 if self._stopping:
-                    await transport.requeue(raw, "consumer stopping")
+                    await transport.requeue(raw, "consumer stopping", failed=False)
                     return
                 self._waiting.discard(task)
                 self._running.add(task)
@@ -351,7 +356,9 @@ class Subscription[M: Message]:
                 )
         except asyncio.CancelledError:
             # Stopped before the handler finished: the message goes back.
-            await transport.requeue(raw, "consumer stopped before the handler finished")
+            await transport.requeue(
+                raw, "consumer stopped before the handler finished", failed=False
+            )
             return
         await self._settle(transport, raw, outcome)
 
@@ -362,7 +369,7 @@ class Subscription[M: Message]:
             case Ack():
                 await transport.ack(raw)
             case Requeue(reason):
-                await transport.requeue(raw, reason)
+                await transport.requeue(raw, reason, failed=True)
             case RetryAfter(delay, reason):
                 await transport.retry_later(raw, delay, reason)
             case DeadLetterIt(reason):

@@ -19,8 +19,8 @@ prefix, ``apkfarm`` by default):
   is an exclusive auto-delete classic queue.
 
 Why quorum queues for the redelivery bound: RabbitMQ 3.10 quorum queues count
-every return of a message in ``x-delivery-count`` — a ``nack`` with requeue
-*and* a consumer whose channel or connection died while holding it (checked
+every return of a message in ``x-delivery-count`` — a ``reject`` or ``nack`` with
+requeue *and* a consumer whose channel or connection died while holding it (checked
 on this project's machines, and by the contract suite) — and dead-letter it
 themselves once the count passes ``x-delivery-limit``. So the bound holds
 even when a builder is killed in the middle of every attempt, which a counter
@@ -33,10 +33,12 @@ enough because nobody else consumes their queue.
 
 The limit is a queue argument: all users of a queue must agree on
 ``max_deliveries`` (a mismatch is refused by the broker with
-PRECONDITION_FAILED, reported as a ``BusError`` naming the queue). Check these
-semantics again when moving to RabbitMQ 4.x, which changed delivery counting
-and gives quorum queues a default limit; the contract suite's
-``test_consumer_death_counts_towards_the_limit`` does.
+PRECONDITION_FAILED, reported as a ``BusError`` naming the queue). RabbitMQ
+4.3 counts only failed returns (``basic.reject`` with requeue, and a consumer
+that dies holding the message) and lets ``basic.nack`` return a message for
+free; the bus therefore rejects what failed and nacks what a stopping consumer
+hands back. The contract suite (``test_consumer_death_counts_towards_the_limit``
+and the requeue tests) pins the behaviour on the broker it runs against.
 
 Over ``amqps://`` the connection uses the ``ssl_context`` given (the farm CA
 and the service's client certificate, see ``open_bus``), or the system's
@@ -556,6 +558,16 @@ class RabbitBus(Bus):
             raise UnknownQueue(f"queue {dead!r} does not exist on the broker") from exc
 
 
+def give_back(message: AbstractIncomingMessage, *, failed: bool) -> Callable[[], Awaitable[None]]:
+    """How to return ``message`` to its queue: ``basic.reject`` for a failure and
+    ``basic.nack`` otherwise. RabbitMQ before 4.3 counts both towards the
+    delivery limit; 4.3 and later count only the reject (rabbitmq-server
+    #15387), so a consumer that stops is not charged an attempt there."""
+    if failed:
+        return lambda: message.reject(requeue=True)
+    return lambda: message.nack(requeue=True)
+
+
 class _RabbitConsumer(SubscriptionTransport):
     """One subscription's channel, queue and consumer tag on the broker."""
 
@@ -633,7 +645,7 @@ class _RabbitConsumer(SubscriptionTransport):
             self._returns.pop(raw.message_id, None)
             await self._settle(raw, "ack", self._message(raw).ack)
 
-    async def requeue(self, raw: RawDelivery, reason: str) -> None:
+    async def requeue(self, raw: RawDelivery, reason: str, *, failed: bool) -> None:
         if not raw.claim_settlement():
             return
         message = self._message(raw)
@@ -649,11 +661,11 @@ class _RabbitConsumer(SubscriptionTransport):
                 await self._settle(raw, "ack", message.ack)
                 return
             self._returns[raw.message_id] = returns
-        await self._settle(raw, "requeue", lambda: message.nack(requeue=True))
+        await self._settle(raw, "requeue", give_back(message, failed=failed))
 
     async def retry_later(self, raw: RawDelivery, delay: float, reason: str) -> None:
         if self._watcher:
-            await self.requeue(raw, reason)
+            await self.requeue(raw, reason, failed=True)
             return
         if not raw.claim_settlement():
             return
@@ -667,7 +679,7 @@ class _RabbitConsumer(SubscriptionTransport):
             )
         except BusError as exc:
             log.warning("could not schedule a retry: %s", exc)
-            await self._settle(raw, "requeue", lambda: message.nack(requeue=True))
+            await self._settle(raw, "requeue", give_back(message, failed=True))
             return
         await self._settle(raw, "ack", message.ack)
 
