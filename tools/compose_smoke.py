@@ -21,6 +21,10 @@ compose network), in a fresh temporary directory:
 6. ``docker compose down -v`` and check that no container, volume or
    network of the project is left.
 
+The project name carries the smoke's process id: a project left by a smoke
+that was killed (and restarted by Docker with the engine, as the compose
+file asks) is taken down before a new one starts.
+
 Prints each step's time; exits 0 only if every check passed. The images
 must exist (``tools/images.py``; ``--build-images`` runs it first).
 """
@@ -57,6 +61,7 @@ CATEGORIES = ("main", "user")
 ARCHS = ("x86_64", "aarch64")
 EXPECTED_BUILDS = 14
 BUCKET = "apkfarm"
+PROJECT_PREFIX = "apkfarm-smoke-"
 # The services compose runs for good, and the one-shots that must have exited 0.
 LONG_RUNNING = (
     "rabbitmq",
@@ -197,7 +202,7 @@ def prepare(workdir: Path) -> Farm:
         }
     )
     return Farm(
-        project=f"apkfarm-smoke-{secrets.token_hex(4)}",
+        project=f"{PROJECT_PREFIX}{os.getpid()}-{secrets.token_hex(4)}",
         workdir=workdir,
         env=env,
         scheduler_port=scheduler_port,
@@ -364,7 +369,41 @@ def leftovers(project: str) -> list[str]:
     return found
 
 
+def abandoned_projects() -> list[str]:
+    """Smoke projects whose smoke process no longer runs."""
+    listed = subprocess.run(
+        [*compose_command(), "ls", "-a", "--format", "json", "--filter", f"name={PROJECT_PREFIX}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    abandoned = []
+    for project in json.loads(listed.stdout or "[]"):
+        name = str(project.get("Name", ""))
+        pid, _, _suffix = name.removeprefix(PROJECT_PREFIX).partition("-")
+        if not name.startswith(PROJECT_PREFIX) or not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            abandoned.append(name)
+        except PermissionError:
+            pass  # alive, someone else's
+    return abandoned
+
+
+def remove_abandoned_projects() -> None:
+    for name in abandoned_projects():
+        log(f"taking down {name}, left by a smoke that no longer runs")
+        subprocess.run(
+            [*compose_command(), "-p", name, "down", "-v", "--remove-orphans"],
+            capture_output=True,
+            check=True,
+        )
+
+
 def smoke(workdir: Path, timeout: float, timings: dict[str, float]) -> None:
+    remove_abandoned_projects()
     with step("secrets and sources", timings):
         farm = prepare(workdir)
     log(f"project {farm.project}: scheduler 127.0.0.1:{farm.scheduler_port}, "
