@@ -5,10 +5,12 @@ SHA-256 of its tar, so every builder builds exactly what the scheduler
 evaluated even if the source tree changes meanwhile. The tar is deterministic
 (sorted entries, fixed owner), so the same tree has the same id.
 
-Regular files keep their modification times: a build's SOURCE_DATE_EPOCH is
-the newest of its template directory's files (:func:`template_epoch`), as
-cbuild takes the last commit that touched the template, so rebuilding a
-snapshot reproduces the same bytes.
+Regular files carry a time: a build's SOURCE_DATE_EPOCH is the newest of its
+template directory's files (:func:`template_epoch`), so rebuilding a snapshot
+reproduces the same bytes. In a git checkout a tracked, unmodified file's time
+is the last commit that changed it (:mod:`apkfarm.templates.gitdates`), as
+cbuild dates a template, so every clone of a commit has the same snapshot and
+the same builds; otherwise it is the file's modification time.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 
 from apkfarm.build.extract import ExtractLimits, extract_archive
 from apkfarm.errors import ApkfarmError
+from apkfarm.templates.gitdates import commit_times
 
 # Parts of a cports checkout the farm never needs (cbuild's own code and caches).
 _SKIP_NAMES = frozenset({".git", "__pycache__", ".mypy_cache", ".ruff_cache"})
@@ -58,10 +61,13 @@ def _tree_parts(root: Path) -> list[Path]:
     return parts
 
 
-def _add(tar: tarfile.TarFile, path: Path, arcname: str) -> None:
+def _add(tar: tarfile.TarFile, path: Path, arcname: str, commit_times: dict[str, int]) -> None:
     info = path.lstat()
     entry = tarfile.TarInfo(arcname)
-    entry.mtime = int(info.st_mtime) if stat.S_ISREG(info.st_mode) else 0
+    if stat.S_ISREG(info.st_mode):
+        entry.mtime = commit_times.get(arcname, int(info.st_mtime))
+    else:
+        entry.mtime = 0
     entry.uid = entry.gid = 0
     entry.uname = entry.gname = "root"
     if stat.S_ISLNK(info.st_mode):
@@ -76,7 +82,7 @@ def _add(tar: tarfile.TarFile, path: Path, arcname: str) -> None:
         for child in sorted(path.iterdir()):
             if child.name in _SKIP_NAMES or child.name.endswith(_SKIP_SUFFIXES):
                 continue
-            _add(tar, child, f"{arcname}/{child.name}")
+            _add(tar, child, f"{arcname}/{child.name}", commit_times)
     elif stat.S_ISREG(info.st_mode):
         entry.size = info.st_size
         # Only the executable bit of a tree file matters (scripts in files/).
@@ -95,9 +101,10 @@ def make_snapshot(root: Path, out_dir: Path) -> Snapshot:
     out_dir.mkdir(parents=True, exist_ok=True)
     partial = out_dir / f".partial-{os.getpid()}.tar"
     try:
+        times = commit_times(root)
         with tarfile.open(partial, mode="w", format=tarfile.PAX_FORMAT) as tar:
             for part in _tree_parts(root):
-                _add(tar, part, part.name)
+                _add(tar, part, part.name, times)
         tree_id = file_sha256(partial)
         final = out_dir / f"{tree_id}.tar"
         partial.replace(final)
