@@ -8,9 +8,9 @@ evaluated even if the source tree changes meanwhile. The tar is deterministic
 Regular files carry a time: a build's SOURCE_DATE_EPOCH is the newest of its
 template directory's files (:func:`template_epoch`), so rebuilding a snapshot
 reproduces the same bytes. In a git checkout a tracked, unmodified file's time
-is the last commit that changed it (:mod:`apkfarm.templates.gitdates`), as
-cbuild dates a template, so every clone of a commit has the same snapshot and
-the same builds; otherwise it is the file's modification time.
+is that of the commit checked out (:mod:`apkfarm.templates.gitdates`), so every
+clone of a commit has the same snapshot and the same builds; otherwise it is
+the file's modification time.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 
 from apkfarm.build.extract import ExtractLimits, extract_archive
 from apkfarm.errors import ApkfarmError
-from apkfarm.templates.gitdates import commit_times
+from apkfarm.templates.gitdates import CheckoutDates, checkout_dates
 
 # Parts of a cports checkout the farm never needs (cbuild's own code and caches).
 _SKIP_NAMES = frozenset({".git", "__pycache__", ".mypy_cache", ".ruff_cache"})
@@ -61,11 +61,12 @@ def _tree_parts(root: Path) -> list[Path]:
     return parts
 
 
-def _add(tar: tarfile.TarFile, path: Path, arcname: str, commit_times: dict[str, int]) -> None:
+def _add(tar: tarfile.TarFile, path: Path, arcname: str, dates: CheckoutDates | None) -> None:
     info = path.lstat()
     entry = tarfile.TarInfo(arcname)
     if stat.S_ISREG(info.st_mode):
-        entry.mtime = commit_times.get(arcname, int(info.st_mtime))
+        mtime = int(info.st_mtime)
+        entry.mtime = mtime if dates is None else dates.time_of(arcname, mtime)
     else:
         entry.mtime = 0
     entry.uid = entry.gid = 0
@@ -82,7 +83,7 @@ def _add(tar: tarfile.TarFile, path: Path, arcname: str, commit_times: dict[str,
         for child in sorted(path.iterdir()):
             if child.name in _SKIP_NAMES or child.name.endswith(_SKIP_SUFFIXES):
                 continue
-            _add(tar, child, f"{arcname}/{child.name}", commit_times)
+            _add(tar, child, f"{arcname}/{child.name}", dates)
     elif stat.S_ISREG(info.st_mode):
         entry.size = info.st_size
         # Only the executable bit of a tree file matters (scripts in files/).
@@ -101,10 +102,10 @@ def make_snapshot(root: Path, out_dir: Path) -> Snapshot:
     out_dir.mkdir(parents=True, exist_ok=True)
     partial = out_dir / f".partial-{os.getpid()}.tar"
     try:
-        times = commit_times(root)
+        dates = checkout_dates(root)
         with tarfile.open(partial, mode="w", format=tarfile.PAX_FORMAT) as tar:
             for part in _tree_parts(root):
-                _add(tar, part, part.name, times)
+                _add(tar, part, part.name, dates)
         tree_id = file_sha256(partial)
         final = out_dir / f"{tree_id}.tar"
         partial.replace(final)

@@ -1,8 +1,9 @@
 """Tree snapshots and the dates builds take from them.
 
 Git checkouts are made for real (``git init``, commits with fixed dates,
-``git clone``): the point is that two clones of one commit, checked out at
-different times, give the same snapshot and so the same SOURCE_DATE_EPOCH.
+``git clone``, shallow too): the point is that clones of one commit, checked
+out at different times and depths, give the same snapshot and so the same
+SOURCE_DATE_EPOCH.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import require
 
-from apkfarm.templates.gitdates import commit_times
+from apkfarm.templates.gitdates import checkout_dates
 from apkfarm.templates.snapshot import (
     SnapshotError,
     make_snapshot,
@@ -78,8 +79,8 @@ def epochs(tmp_path: Path, root: Path, label: str) -> tuple[str, dict[str, int]]
     return snapshot.tree_id, dates
 
 
-def clone(repository: Path, destination: Path) -> Path:
-    git(repository.parent, "clone", "-q", str(repository), str(destination))
+def clone(repository: Path, destination: Path, *options: str) -> Path:
+    git(repository.parent, "clone", "-q", *options, f"file://{repository}", str(destination))
     return destination
 
 
@@ -92,7 +93,7 @@ def test_a_tree_outside_git_is_dated_by_its_files(tmp_path: Path) -> None:
     os.utime(root / "main/alpha/template.py", (FIRST, FIRST))
     os.utime(root / "main/alpha/patches/fix.patch", (SECOND, SECOND))
 
-    assert commit_times(root) == {}
+    assert checkout_dates(root) is None
     tree_id, dates = epochs(tmp_path, root, "plain")
 
     assert dates["alpha"] == SECOND
@@ -120,24 +121,35 @@ def test_a_snapshot_whose_bytes_changed_is_refused(tmp_path: Path) -> None:
 # --- in git -------------------------------------------------------------------------
 
 
-def test_templates_are_dated_by_their_last_commit(tmp_path: Path, repository: Path) -> None:
+def test_tracked_files_are_dated_by_the_commit_checked_out(
+    tmp_path: Path, repository: Path
+) -> None:
     _tree_id, dates = epochs(tmp_path, repository, "repo")
-    assert dates == {"alpha": SECOND, "beta": FIRST}
+    assert dates == {"alpha": SECOND, "beta": SECOND}
 
 
-def test_two_clones_of_a_commit_give_the_same_snapshot(tmp_path: Path, repository: Path) -> None:
+def test_clones_of_a_commit_give_the_same_snapshot(tmp_path: Path, repository: Path) -> None:
     one = clone(repository, tmp_path / "one")
-    two = clone(repository, tmp_path / "two")
+    shallow = clone(repository, tmp_path / "shallow", "--depth", "1")
     # Checked out at different times, as on two machines.
-    for path in (two / "main").rglob("*"):
+    for path in (shallow / "main").rglob("*"):
         if path.is_file():
             os.utime(path, (SECOND + 12345, SECOND + 12345))
 
     first = epochs(tmp_path, one, "one")
-    second = epochs(tmp_path, two, "two")
+    second = epochs(tmp_path, shallow, "shallow")
 
     assert first == second
-    assert first[1] == {"alpha": SECOND, "beta": FIRST}
+    assert first[1] == {"alpha": SECOND, "beta": SECOND}
+
+
+def test_an_older_commit_checked_out_dates_by_that_commit(tmp_path: Path, repository: Path) -> None:
+    work = clone(repository, tmp_path / "work")
+    git(work, "checkout", "-q", "HEAD~1")
+
+    _tree_id, dates = epochs(tmp_path, work, "old")
+
+    assert dates == {"alpha": FIRST, "beta": FIRST}
 
 
 def test_a_modified_or_untracked_file_dates_its_template_by_its_mtime(
@@ -165,10 +177,12 @@ def test_a_subdirectory_of_a_repository_is_dated_from_it(tmp_path: Path) -> None
     git(top, "add", ".")
     git(top, "commit", "-q", "-m", "import", when=FIRST)
 
-    times = commit_times(top / "ports")
+    dates = checkout_dates(top / "ports")
 
-    assert times["main/alpha/template.py"] == FIRST
-    assert "README" not in times and "../README" not in times
+    assert dates is not None
+    assert dates.commit_time == FIRST
+    assert "main/alpha/template.py" in dates.unmodified
+    assert "README" not in dates.unmodified and "../README" not in dates.unmodified
 
 
 def test_the_checkouts_configuration_runs_nothing(tmp_path: Path, repository: Path) -> None:
@@ -180,8 +194,9 @@ def test_the_checkouts_configuration_runs_nothing(tmp_path: Path, repository: Pa
     git(repository, "config", "diff.external", str(hook))
     (repository / "main/beta/template.py").write_text("# dirty, so diff has work\n")
 
-    times = commit_times(repository)
+    dates = checkout_dates(repository)
 
-    assert times["main/alpha/template.py"] == FIRST
-    assert "main/beta/template.py" not in times
+    assert dates is not None
+    assert "main/alpha/template.py" in dates.unmodified
+    assert "main/beta/template.py" not in dates.unmodified
     assert not marker.exists()
