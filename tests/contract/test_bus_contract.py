@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from conftest import require
 from fixtures.servers import RabbitMQ
 from google.protobuf import struct_pb2, wrappers_pb2
 
@@ -608,8 +609,10 @@ def test_close_stops_all_subscriptions(new_bus: BusFactory) -> None:
 
 
 def _controllable(broker: RabbitMQ) -> None:
-    if not broker.controllable:
-        pytest.skip("the broker comes from APKFARM_TEST_AMQP_URL and cannot be restarted")
+    require(
+        broker.controllable,
+        "the broker comes from APKFARM_TEST_AMQP_URL and cannot be restarted",
+    )
     broker.ensure_running()
 
 

@@ -10,7 +10,9 @@ import subprocess
 from pathlib import Path, PurePosixPath
 
 import pytest
+from conftest import require
 
+from apkfarm.apk.keys import generate_key_pair
 from apkfarm.sandbox import (
     Bind,
     ResourceLimits,
@@ -176,8 +178,7 @@ def run_probe(
 
 @pytest.mark.sandbox
 def test_inside_the_sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("the uid drop is tested where apkfarm runs: as root")
+    require(os.geteuid() == 0, "the uid drop is tested where apkfarm runs: as root")
     monkeypatch.setenv("APKFARM_TEST_TOKEN", "s3cr3t-token")
     secret = tmp_path / "credentials"
     secret.write_text("password=hunter2")
@@ -205,10 +206,8 @@ def test_inside_the_sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 @pytest.mark.sandbox
 def test_a_root_only_file_stays_unreadable_even_if_bound_by_mistake(tmp_path: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("the uid drop is tested where apkfarm runs: as root")
-    secret = tmp_path / "signing.key"
-    secret.write_text("-----BEGIN PRIVATE KEY-----")
-    secret.chmod(0o600)
+    require(os.geteuid() == 0, "the uid drop is tested where apkfarm runs: as root")
+    # A real signing key, made now and written 0600 as keygen writes it.
+    secret = generate_key_pair(tmp_path / "keys", "farm@example.org").private_path
     report = run_probe(tmp_path, secret, 9, bind_secret=True)
     assert "secret" not in report and report["secret_error"] == "PermissionError"
