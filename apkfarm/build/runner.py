@@ -481,9 +481,7 @@ class Builder:
                 "id": 1,
                 "category": template.category,
                 "name": template.pkgname,
-                "source": (request.tree / template.category / template.pkgname / "template.py")
-                .read_bytes()
-                .decode("utf-8"),
+                "source": (template_dir / "template.py").read_bytes().decode("utf-8"),
                 "repositories": list(template.repositories),
             },
             context=context.to_json(),
@@ -517,11 +515,7 @@ class Builder:
             )
 
             def argv(control_fd: int, ack_fd: int, info_fd: int | None) -> list[str]:
-                command = [
-                    python, "-I", "-S", "-B", "-u",
-                    str(LIB_MOUNT / "apkfarm/build/driver/main.py"),
-                    str(CONFIG_MOUNT), str(control_fd), str(ack_fd),
-                ]  # fmt: skip
+                command = _driver_command(python, LIB_MOUNT, CONFIG_MOUNT, control_fd, ack_fd)
                 return spec.argv(command, info_fd=info_fd)
 
             popen_env = spec.popen_env()
@@ -534,19 +528,7 @@ class Builder:
             python = str(self._host_python())
 
             def argv(control_fd: int, ack_fd: int, info_fd: int | None) -> list[str]:
-                main = lib / "apkfarm/build/driver/main.py"
-                config_path = str(layout.config)
-                return [
-                    python,
-                    "-I",
-                    "-S",
-                    "-B",
-                    "-u",
-                    str(main),
-                    config_path,
-                    str(control_fd),
-                    str(ack_fd),
-                ]
+                return _driver_command(python, lib, layout.config, control_fd, ack_fd)
 
             popen_env = env
         run = DriverRun(
@@ -639,6 +621,18 @@ async def _in_thread[T](function: Callable[..., T], /, *args: Any, **kwargs: Any
         with contextlib.suppress(BaseException):
             await future
         raise
+
+
+def _driver_command(
+    python: str,
+    lib: PurePosixPath | Path,
+    config: PurePosixPath | Path,
+    control_fd: int,
+    ack_fd: int,
+) -> list[str]:
+    """The driver's command line, for `lib` and `config` as the driver sees them."""
+    main = lib / "apkfarm/build/driver/main.py"
+    return [python, "-I", "-S", "-B", "-u", str(main), str(config), str(control_fd), str(ack_fd)]
 
 
 def _base_environment(paths: BuildPaths, source_date_epoch: int) -> dict[str, str]:

@@ -322,9 +322,7 @@ class DriverRun:
         self._on_output()  # every line written before this event is logged before it
         while True:
             data = self._read("control")
-            if data is None:
-                break
-            if not data:
+            if not data:  # nothing more now, or the end
                 break
             self._last_activity = time.monotonic()
             self._control += data

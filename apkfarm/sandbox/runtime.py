@@ -4,9 +4,10 @@ Nothing else of the host is bound. For the Python interpreter that is its
 installation prefix (``sys.base_prefix``: the binary, the stdlib, libpython)
 and the directories of the shared libraries the dynamic loader resolves for
 it (found with ``ldd`` once per process). Any host interpreter of Python
-3.10 or later can run the template worker; the farm's default is its own. Host top-level symlinks such as
-``/lib -> usr/lib`` on merged-/usr systems are recreated so that the loader
-path written into binaries (``/lib64/ld-linux-x86-64.so.2``) resolves.
+3.10 or later can run the template worker; the farm's default is its own.
+Host top-level symlinks such as ``/lib -> usr/lib`` on merged-/usr systems
+are recreated so that the loader path written into binaries
+(``/lib64/ld-linux-x86-64.so.2``) resolves.
 """
 
 from __future__ import annotations

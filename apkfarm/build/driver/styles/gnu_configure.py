@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from apkfarm.build.driver.api import BuildTemplate
+from apkfarm.build.driver.styles.configure import build, check, install
 
 DEFAULTS: tuple[tuple[str, Any], ...] = (
     ("make_dir", "build"),
@@ -52,18 +53,6 @@ def configure(self: BuildTemplate) -> None:
     script.chmod(0o755)
     (self.cwd / self.make_dir).mkdir(parents=True, exist_ok=True)
     self.do(script, *configure_args(self), *self.configure_args, wrksrc=self.make_dir, env=env)
-
-
-def build(self: BuildTemplate) -> None:
-    self.make.build()
-
-
-def check(self: BuildTemplate) -> None:
-    self.make.check()
-
-
-def install(self: BuildTemplate) -> None:
-    self.make.install()
 
 
 def use(template: BuildTemplate) -> None:
