@@ -73,14 +73,7 @@ EPOCH = 1_704_067_200
 
 
 def distfiles(directory: Path) -> dict[str, Path]:
-    directory.mkdir(parents=True)
-    files = {}
-    for source in sorted(make_distfiles.EXAMPLES_SRC.iterdir()):
-        if source.is_dir():
-            path = directory / f"{source.name}.tar.gz"
-            path.write_bytes(make_distfiles.build_tarball(source))
-            files[path.name] = path
-    return files
+    return {name: directory / name for name in make_distfiles.make_distfiles(directory)}
 
 
 def one_build(

@@ -16,7 +16,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,12 +28,11 @@ from build_support import (
     EXAMPLES,
     LocalRepo,
     build,
-    make_distfiles,
     pkginfo_of,
     request,
 )
+from fixtures.examples import ExampleDistfiles
 
-from apkfarm.apk.assemble import write_signed_package
 from apkfarm.build.elf import matches_arch, read_elf
 from apkfarm.build.log import LogLine, MemoryLog, PhaseFinished
 from apkfarm.build.result import BuildResult
@@ -110,24 +108,17 @@ def _machine_checks(arch: str, path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def distfiles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return make_distfiles(tmp_path_factory.mktemp("distfiles"))
-
-
-@pytest.fixture(scope="module")
 def farms(
-    tmp_path_factory: pytest.TempPathFactory, distfiles: dict[str, Path]
-) -> Iterator[dict[str, Farm]]:
-    created: dict[str, Farm] = {}
-
+    tmp_path_factory: pytest.TempPathFactory, example_distfiles: ExampleDistfiles
+) -> dict[str, Farm]:
     class Farms(dict[str, Farm]):
         def __missing__(self, arch: str) -> Farm:
             root = tmp_path_factory.mktemp(f"farm-{arch}")
-            farm = Farm(arch, root, distfiles, LocalRepo(root))
+            farm = Farm(arch, root, example_distfiles.files, LocalRepo(root))
             self[arch] = farm
             return farm
 
-    yield Farms(created)
+    return Farms()
 
 
 def _tools(arch: str) -> None:
@@ -258,15 +249,8 @@ def test_clang_cross_toolchain(farms: dict[str, Farm], arch: str, tmp_path: Path
     assert f"c = ['{BUILTIN_PROFILES[arch].triplet}-clang']" in cross_file
     assert ("-fuse-ld=lld" in cross_file) == (arch == "aarch64")
     root = tmp_path / "root"
-    directory = tmp_path / "files"
-    directory.mkdir()
-    paths = []
-    for built in result.packages:
-        path = directory / built.filename
-        with path.open("wb") as out:
-            write_signed_package(out, built.package, [farm.repo.signer])
-        paths.append(path)
-    farm.repo.install(paths, root)
+    # signed beside the repository: the clang build must not replace the published wordfreq
+    farm.repo.install(farm.repo.sign(result, tmp_path / "files"), root)
     program = root / "usr/bin/wordfreq"
     _machine_checks(arch, program)
     sample = EXAMPLES / "src/wordfreq-1.0.0/tests/sample.txt"

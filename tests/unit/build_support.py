@@ -1,4 +1,4 @@
-"""Helpers for the builder's tests: distfiles, a local signed farm repository, small trees.
+"""Helpers for the builder's tests: a local signed farm repository, small trees.
 
 ``LocalRepo`` is the farm's repository as the builder sees it: a
 ``LocalBlobStore`` whose keys are ``<category>/<arch>/<file>.apk`` and
@@ -15,7 +15,6 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from conftest import REPO_ROOT
-from fixtures.tools import load_tool
 
 from apkfarm.apk.assemble import write_signed_package
 from apkfarm.apk.extract import extract_package
@@ -33,19 +32,6 @@ EXAMPLES = REPO_ROOT / "examples"
 EPOCH = 1_704_067_200
 
 
-def make_distfiles(directory: Path) -> dict[str, Path]:
-    """The example tree's source tarballs, written to `directory`: file name -> path."""
-    tool = load_tool("make_distfiles")
-    directory.mkdir(parents=True, exist_ok=True)
-    files = {}
-    for source in sorted(tool.EXAMPLES_SRC.iterdir()):
-        if source.is_dir():
-            path = directory / f"{source.name}.tar.gz"
-            path.write_bytes(tool.build_tarball(source))
-            files[path.name] = path
-    return files
-
-
 class LocalRepo:
     """A signed farm repository in a LocalBlobStore, and the keys that sign and verify it."""
 
@@ -61,9 +47,8 @@ class LocalRepo:
     def source(self) -> DependencySource:
         return DependencySource(self.store, self.keyring)
 
-    def publish(self, result: BuildResult, category: str = "main") -> list[Path]:
-        """Sign every package of `result` into ``<category>/<arch>/`` and re-index it."""
-        directory = self.root / category / result.arch
+    def sign(self, result: BuildResult, directory: Path) -> list[Path]:
+        """Write every package of `result`, signed, into `directory`."""
         directory.mkdir(parents=True, exist_ok=True)
         written = []
         for built in result.packages:
@@ -71,6 +56,12 @@ class LocalRepo:
             with path.open("wb") as out:
                 write_signed_package(out, built.package, [self.signer])
             written.append(path)
+        return written
+
+    def publish(self, result: BuildResult, category: str = "main") -> list[Path]:
+        """Sign every package of `result` into ``<category>/<arch>/`` and re-index it."""
+        directory = self.root / category / result.arch
+        written = self.sign(result, directory)
         update_repository(directory, signers=[self.signer], keyring=self.keyring)
         return written
 

@@ -26,6 +26,7 @@ from apkfarm.build.log import (
     render,
 )
 from apkfarm.build.packaging import PackagingError, StagedEntry, package_build
+from apkfarm.build.result import BuiltPackage
 from apkfarm.build.runner import remove_work_dir
 from apkfarm.profiles import resolve_context
 from apkfarm.templates.model import Template
@@ -82,12 +83,13 @@ def stage(destdir: Path, name: str, files: dict[str, bytes | str], version: str 
     return root
 
 
-def pack(
+def build_packages(
     tmp_path: Path, tmpl: Template, entries: list[StagedEntry], **kwargs: Any
-) -> tuple[dict[str, Any], list[str]]:
+) -> tuple[list[BuiltPackage], list[str]]:
+    """``package_build`` of the trees staged in ``tmp_path/destdir``."""
     template_dir = tmp_path / "template"
     template_dir.mkdir(exist_ok=True)
-    built, warnings = package_build(
+    return package_build(
         tmpl,
         entries,
         arch="x86_64",
@@ -99,6 +101,12 @@ def pack(
         commit="abc123",
         **kwargs,
     )
+
+
+def pack(
+    tmp_path: Path, tmpl: Template, entries: list[StagedEntry], **kwargs: Any
+) -> tuple[dict[str, Any], list[str]]:
+    built, warnings = build_packages(tmp_path, tmpl, entries, **kwargs)
     for package in built:
         package.close()
     return {p.info.pkgname: p for p in built}, warnings
@@ -207,19 +215,7 @@ def data_members(
     tmp_path: Path, tmpl: Template, entries: list[StagedEntry], **kwargs: Any
 ) -> dict[str, bytes]:
     """Each package's compressed data member."""
-    template_dir = tmp_path / "template"
-    template_dir.mkdir(exist_ok=True)
-    built, _ = package_build(
-        tmpl,
-        entries,
-        arch="x86_64",
-        destdir=tmp_path / "destdir",
-        template_dir=template_dir,
-        sysroot_provides={},
-        base_libraries=frozenset(),
-        source_date_epoch=1_700_000_000,
-        **kwargs,
-    )
+    built, _ = build_packages(tmp_path, tmpl, entries, **kwargs)
     members = {p.info.pkgname: b"".join(p.package.data.chunks()) for p in built}
     for package in built:
         package.close()

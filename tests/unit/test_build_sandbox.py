@@ -19,12 +19,13 @@ import pytest
 from build_support import (
     EXAMPLES,
     build,
-    make_distfiles,
     processes_of,
     request,
     template_text,
     write_template,
 )
+from conftest import require
+from fixtures.examples import ExampleDistfiles
 
 from apkfarm.build.log import LogEvent, LogLine, MemoryLog, PhaseFinished, PhaseStarted
 from apkfarm.build.result import BuildFailed
@@ -127,11 +128,11 @@ def test_its_own_directories_are_writable(tmp_path: Path) -> None:
 # --- credentials -----------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not ROOT_ONLY, reason="the uid drop is tested where apkfarm runs: as root")
 @pytest.mark.parametrize(
     "path", ["/ports/main/credprobe/credentials", "/etc/shadow", "/root/.ssh/id_ed25519"]
 )
 def test_host_credentials_cannot_be_read(tmp_path: Path, path: str) -> None:
+    require(ROOT_ONLY, "the uid drop is tested where apkfarm runs: as root")
     body = f"""
     def build(self):
         self.do("cat", "{path}")
@@ -327,12 +328,13 @@ def test_the_log_streams_live_in_phase_order(tmp_path: Path) -> None:
     assert isinstance(finished, PhaseFinished) and finished.seconds > 1.4
 
 
-def test_the_same_build_twice_gives_the_same_bytes(tmp_path: Path) -> None:
-    sources = make_distfiles(tmp_path / "distfiles")
+def test_the_same_build_twice_gives_the_same_bytes(
+    tmp_path: Path, example_distfiles: ExampleDistfiles
+) -> None:
     digests = []
     for attempt in ("one", "two"):
         result = build(
-            request(EXAMPLES, "main/libgreet", tmp_path / attempt, sources=sources),
+            request(EXAMPLES, "main/libgreet", tmp_path / attempt, sources=example_distfiles.files),
             settings=SETTINGS,
         )
         with result:

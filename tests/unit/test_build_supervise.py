@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 import textwrap
 import time
@@ -97,13 +98,31 @@ def test_a_failure_event_names_its_phase(tmp_path: Path) -> None:
     assert outcome.returncode == 1 and outcome.tail == ["FAIL: 1 of 3 tests"]
 
 
+def ended(pid: int, within: float = 5.0) -> bool:
+    """Whether process `pid` is gone, or dead and not yet reaped, within `within` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return True
+        if state in ("Z", "X"):
+            return True
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)  # a failed test leaves nothing running
+            return False
+        time.sleep(0.05)
+
+
 def test_silence_kills_the_process_group(tmp_path: Path) -> None:
-    marker = tmp_path / "survivor"
+    pid_file = tmp_path / "child.pid"
     outcome, _, seconds = supervise(
         tmp_path,
         f"""
         import subprocess
-        subprocess.Popen(["sh", "-c", "sleep 3; touch {marker}"])
+        child = subprocess.Popen(["sleep", "600"])
+        with open({str(pid_file)!r}, "w") as stream:
+            stream.write(str(child.pid))
         send(event="phase", phase="build", state="start")
         print("about to hang")
         time.sleep(600)
@@ -113,8 +132,7 @@ def test_silence_kills_the_process_group(tmp_path: Path) -> None:
     assert outcome.killed == "silence" and outcome.phase == "build"
     assert outcome.kill_message == "no output for 1s"
     assert seconds < 10
-    time.sleep(3.5)
-    assert not marker.exists()  # the background child died with the group
+    assert ended(int(pid_file.read_text()))  # the background child died with the group
 
 
 def test_timeout_and_log_limit(tmp_path: Path) -> None:
