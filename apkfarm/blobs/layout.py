@@ -30,10 +30,6 @@ _ARCH = re.compile(r"[a-z0-9][a-z0-9_]{0,31}")
 _CATEGORY_WORD = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 # apk package file names: name-version-rN.apk; cports names may hold '+'.
 _APK_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9+._~-]{0,250}\.apk")
-_GENERATION_KEY = re.compile(
-    rf"{REPO_PREFIX}(?P<repo>.+)/{re.escape(GENERATIONS_DIR)}/(?P<n>[0-9]{{{GENERATION_DIGITS}}})/"
-    rf"{re.escape(INDEX_NAME)}"
-)
 
 
 def _check(pattern: re.Pattern[str], value: str, what: str) -> str:
@@ -92,34 +88,40 @@ def log_key(job: str) -> str:
     return validate_key(f"{LOGS_PREFIX}{job_id(job)}.log")
 
 
+# The farm-wide keys of the repository are the repository store's keys (below)
+# under ``repo/``.
+
+
 def repo_prefix(repo_category: str, repo_arch: str) -> str:
-    return f"{REPO_PREFIX}{category(repo_category)}/{arch(repo_arch)}/"
+    return REPO_PREFIX + repository_dir(repo_category, repo_arch)
 
 
 def repo_package_key(repo_category: str, repo_arch: str, file_name: str) -> str:
     """``repo/<category>/<arch>/<file>.apk``: a signed, published package."""
-    return validate_key(repo_prefix(repo_category, repo_arch) + apk_file(file_name))
+    return validate_key(REPO_PREFIX + repository_package_key(repo_category, repo_arch, file_name))
 
 
 def repo_index_key(repo_category: str, repo_arch: str) -> str:
     """``repo/<category>/<arch>/APKINDEX.tar.gz``: the current signed index."""
-    return validate_key(repo_prefix(repo_category, repo_arch) + INDEX_NAME)
+    return validate_key(REPO_PREFIX + repository_index_key(repo_category, repo_arch))
 
 
 def generations_prefix(repo_category: str, repo_arch: str) -> str:
-    return f"{repo_prefix(repo_category, repo_arch)}{GENERATIONS_DIR}/"
+    return REPO_PREFIX + repository_generations_prefix(repo_category, repo_arch)
 
 
 def index_generation_key(repo_category: str, repo_arch: str, generation: int) -> str:
     """``repo/<category>/<arch>/.generations/<n>/APKINDEX.tar.gz``: a kept index generation."""
-    number = _number(generation, "index generation", GENERATION_DIGITS)
-    return validate_key(f"{generations_prefix(repo_category, repo_arch)}{number}/{INDEX_NAME}")
+    return validate_key(
+        REPO_PREFIX + repository_generation_key(repo_category, repo_arch, generation)
+    )
 
 
 def parse_generation(key: str) -> int | None:
     """The generation number of an index-generation key, or None for other keys."""
-    match = _GENERATION_KEY.fullmatch(key)
-    return int(match["n"]) if match else None
+    if not key.startswith(REPO_PREFIX):
+        return None
+    return parse_repository_generation(key.removeprefix(REPO_PREFIX))
 
 
 def audit_key(seq: int) -> str:
