@@ -318,9 +318,6 @@ def resolve_options(
     if parent is None:
         options, unknown = _top_level_options(tuple(written), pkgname.endswith("-devel"))
         return options, list(unknown)
-    if not written:
-        inherited = _inherited_options(tuple(parent.items()), pkgname.endswith("-devel"))
-        return inherited, []
     return _options(written, pkgname, parent)
 
 
@@ -343,14 +340,7 @@ def _subpackage_options(
     parent_written: tuple[str, ...], parent_devel: bool, devel: bool
 ) -> Mapping[str, bool]:
     parent, _ = _top_level_options(parent_written, parent_devel)
-    return resolve_options((), "x-devel" if devel else "x", parent)[0]
-
-
-@functools.lru_cache(maxsize=4096)
-def _inherited_options(parent: tuple[tuple[str, bool], ...], devel: bool) -> Mapping[str, bool]:
-    # Most subpackages write no options: theirs follow from the parent's alone.
-    options, _ = _options((), "x-devel" if devel else "x", dict(parent))
-    return options
+    return _options((), "x-devel" if devel else "x", parent)[0]
 
 
 @functools.lru_cache(maxsize=4096)
