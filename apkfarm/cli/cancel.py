@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from apkfarm.cli.remote import add_build_selector, add_connection_options, call, state_label
+from apkfarm.cli.remote import (
+    add_build_selector,
+    add_connection_options,
+    build_selector,
+    call,
+    state_label,
+)
 
 
 def register(subparsers: Any) -> None:
@@ -20,12 +26,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from apkfarm.v1 import scheduler_pb2  # noqa: PLC0415
-
     async def work(stub: Any) -> int:
-        build = await stub.Cancel(
-            scheduler_pb2.BuildSelector(pkgname=args.pkgname, arch=args.arch, tree_id=args.tree)
-        )
+        build = await stub.Cancel(build_selector(args))
         print(f"{build.template.pkgname} ({build.template.arch}): {state_label(build.state)}")
         return 0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from apkfarm.cli.remote import add_build_selector, add_connection_options, call
+from apkfarm.cli.remote import add_build_selector, add_connection_options, build_selector, call
 
 
 def register(subparsers: Any) -> None:
@@ -20,12 +20,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from apkfarm.v1 import scheduler_pb2  # noqa: PLC0415
-
     async def work(stub: Any) -> int:
-        explanation = await stub.Explain(
-            scheduler_pb2.BuildSelector(pkgname=args.pkgname, arch=args.arch, tree_id=args.tree)
-        )
+        explanation = await stub.Explain(build_selector(args))
         for line in explanation.lines:
             print(line)
         return 0

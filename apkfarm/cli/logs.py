@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from apkfarm.cli.remote import add_build_selector, add_connection_options, call
+from apkfarm.cli.remote import add_build_selector, add_connection_options, build_selector, call
 
 
 def register(subparsers: Any) -> None:
@@ -31,9 +31,7 @@ def run(args: argparse.Namespace) -> int:
 
     async def work(stub: Any) -> int:
         request = scheduler_pb2.TailLogRequest(
-            build=scheduler_pb2.BuildSelector(
-                pkgname=args.pkgname, arch=args.arch, tree_id=args.tree
-            ),
+            build=build_selector(args),
             follow=args.follow,
         )
         async for chunk in stub.TailLog(request):

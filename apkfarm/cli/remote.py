@@ -11,11 +11,14 @@ import asyncio
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from apkfarm.errors import ApkfarmError
+
+if TYPE_CHECKING:
+    from apkfarm.v1 import scheduler_pb2
 
 
 def add_connection_options(parser: argparse.ArgumentParser) -> None:
@@ -50,6 +53,13 @@ def add_build_selector(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pkgname", metavar="PKG", help="template or package name")
     parser.add_argument("--arch", default="", help="architecture (needed if it builds for several)")
     parser.add_argument("--tree", default="", help="tree id (default: the latest submitted tree)")
+
+
+def build_selector(args: argparse.Namespace) -> scheduler_pb2.BuildSelector:
+    """The build named by the options ``add_build_selector`` added."""
+    from apkfarm.v1 import scheduler_pb2  # noqa: PLC0415
+
+    return scheduler_pb2.BuildSelector(pkgname=args.pkgname, arch=args.arch, tree_id=args.tree)
 
 
 def open_scheduler_channel(args: argparse.Namespace) -> grpc.aio.Channel:
