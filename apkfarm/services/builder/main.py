@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import grpc
@@ -21,6 +21,7 @@ from apkfarm.services.common.app import (
     ServiceParts,
     StoreConfig,
     bus_check,
+    identity_of,
     open_bus,
     open_store,
     serve,
@@ -84,11 +85,11 @@ def worker_settings(config: BuilderConfig) -> WorkerSettings:
         raise ApkfarmError(f"APKFARM_PACKAGE_COMPRESSION: {error}") from None
     runtime = BuilderSettings(compiler=compiler, data_compression=compression)
     if config.jobs > 0:
-        runtime = BuilderSettings(compiler=compiler, jobs=config.jobs, data_compression=compression)
+        runtime = replace(runtime, jobs=config.jobs)
     return WorkerSettings(
         arch=config.arch,
         work_dir=config.work_dir,
-        identity=config.identity or f"builder-{config.arch}",
+        identity=identity_of(config, f"builder-{config.arch}"),
         advertise_address=config.advertise_address or config.grpc_listen,
         build_timeout=config.build_timeout,
         silence_timeout=config.silence_timeout,

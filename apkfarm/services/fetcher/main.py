@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,9 +138,6 @@ class FetcherConfig(CommonConfig, BusConfig, StoreConfig):
 
 async def run(config: FetcherConfig) -> None:
     """Run the fetcher until SIGTERM/SIGINT."""
-    # httpx logs every request at INFO; the fetcher logs each fetch itself.
-    for chatty in ("httpx", "httpcore"):
-        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
     identity = identity_of(config, SERVICE)
     bus = open_bus(config, f"apkfarm-{identity}", tls_files(config, SERVICE))
     store = open_store(config)

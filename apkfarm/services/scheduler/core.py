@@ -18,7 +18,7 @@ import contextlib
 import hashlib
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from google.protobuf.message import Message
@@ -81,13 +81,6 @@ class Submission:
     tree_id: str
     builds: list[BuildRow]
     problems: list[Problem]
-
-
-@dataclass
-class _Pending:
-    """Work a transaction decided: messages are in the outbox, changes to announce."""
-
-    changed: list[BuildRow] = field(default_factory=list)
 
 
 def template_ref(row: BuildRow) -> common_pb2.TemplateRef:

@@ -16,6 +16,7 @@ from apkfarm.services.common.app import (
     ServiceParts,
     StoreConfig,
     bus_check,
+    identity_of,
     open_bus,
     open_store,
     serve,
@@ -97,7 +98,7 @@ async def run(config: SchedulerConfig) -> None:
         artifacts=artifacts,
         repository=repository,
         issuer=TokenIssuer(load_private_key(config.job_token_key)),
-        identity=config.identity or "scheduler",
+        identity=identity_of(config, "scheduler"),
     )
 
     async def start() -> None:

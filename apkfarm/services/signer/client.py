@@ -23,7 +23,7 @@ from apkfarm.apk.keys import Keyring
 from apkfarm.apk.signing import SignatureFile
 from apkfarm.errors import ApkfarmError
 from apkfarm.services.common.tls import TlsFiles, open_channel
-from apkfarm.services.signer.core import SignerCore, SignRefused
+from apkfarm.services.signer.core import Signed, SignerCore, SignRefused
 from apkfarm.v1 import common_pb2, signer_pb2, signer_pb2_grpc
 
 RPC_TIMEOUT_SECONDS = 60.0
@@ -71,23 +71,21 @@ class LocalSignerClient:
     async def sign_package(
         self, control_member: bytes, token: common_pb2.JobToken
     ) -> list[SignatureFile]:
-        try:
-            signed = await asyncio.to_thread(
-                self.core.sign_package, control_member, token, self.identity
-            )
-        except SignRefused as refusal:
-            raise SigningRefused(
-                f"signer refused: {refusal.reason}: {refusal}", refusal.reason
-            ) from None
-        return list(signed.signatures)
+        return await self._sign(
+            lambda: self.core.sign_package(control_member, token, self.identity)
+        )
 
     async def sign_index(
         self, content_member: bytes, category: str, arch: str
     ) -> list[SignatureFile]:
+        return await self._sign(
+            lambda: self.core.sign_index(content_member, category, arch, self.identity)
+        )
+
+    @staticmethod
+    async def _sign(sign: Callable[[], Signed]) -> list[SignatureFile]:
         try:
-            signed = await asyncio.to_thread(
-                self.core.sign_index, content_member, category, arch, self.identity
-            )
+            signed = await asyncio.to_thread(sign)
         except SignRefused as refusal:
             raise SigningRefused(
                 f"signer refused: {refusal.reason}: {refusal}", refusal.reason
