@@ -31,6 +31,16 @@ async def until(condition: Callable[[], object], what: str) -> None:
         await asyncio.sleep(0.01)
 
 
+async def dead_letters(bus: MemoryBus) -> list[str]:
+    """The reasons of the indexer queue's dead letters, once there is one (bounded)."""
+    deadline = time.monotonic() + TIMEOUT
+    while not (dead := await bus.dead_letters(QUEUE)):
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for a dead letter")
+        await asyncio.sleep(0.01)
+    return [d.reason for d in dead]
+
+
 async def watch(bus: MemoryBus) -> asyncio.Queue[bus_pb2.IndexPublished]:
     seen: asyncio.Queue[bus_pb2.IndexPublished] = asyncio.Queue()
 
@@ -108,16 +118,7 @@ def test_a_rejected_job_is_dead_lettered_with_its_reason(tmp_path: Path) -> None
         await publish(bus, bad)
         await publish(bus, good)
         published = await asyncio.wait_for(seen.get(), TIMEOUT)
-        dead: list[str] = []
-
-        async def collect_dead() -> bool:
-            dead[:] = [d.reason for d in await bus.dead_letters(QUEUE)]
-            return bool(dead)
-
-        deadline = time.monotonic() + TIMEOUT
-        while not await collect_dead():
-            assert time.monotonic() < deadline, "no dead letter"
-            await asyncio.sleep(0.01)
+        dead = await dead_letters(bus)
         await indexer.stop(5.0)
         await bus.close()
         return dead, published
@@ -188,10 +189,7 @@ def test_other_package_events_are_acked_and_ignored(tmp_path: Path) -> None:
         await bus.publish_event("package.something", other)
         empty = bus_pb2.Event(event_id="y")  # package.staged without its body
         await bus.publish_event(names.PACKAGE_STAGED, empty)
-        deadline = time.monotonic() + TIMEOUT
-        while not await bus.dead_letters(QUEUE):
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.01)
+        await dead_letters(bus)
         subscription = indexer._subscription
         assert subscription is not None
         await until(lambda: subscription.in_flight == 0, "the handlers to return")

@@ -85,9 +85,6 @@ class Farm:
         await self.settle()
         return fetched
 
-    async def next_build(self) -> bus_pb2.BuildJob:
-        return self.builds.get_nowait()
-
     async def succeed(self, job: bus_pb2.BuildJob) -> None:
         await self.publish(
             lambda e: e.build_started.CopyFrom(
