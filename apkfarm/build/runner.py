@@ -74,10 +74,10 @@ from apkfarm.sandbox import (
     require_bwrap,
     write_identity_files,
 )
-from apkfarm.services.fetcher.sites import SiteError, split_source_entry
 from apkfarm.templates.evaluator import EvaluatorSettings
 from apkfarm.templates.fields import HARDENING, worker_spec
 from apkfarm.templates.model import Template
+from apkfarm.templates.sources import SourceError, template_sources
 
 __all__ = [
     "EXAMPLES_TREE",
@@ -666,34 +666,26 @@ def _prepare_work_dir(work: Path) -> None:
 
 def _match_sources(template: Template, given: Mapping[str, Path]) -> list[_Source]:
     """The template's sources as local files, in order, each checked against its sha256."""
-    raw = template.fields.get("source") or []
-    entries = [raw] if isinstance(raw, str) else list(raw)
-    sums_raw = template.fields.get("sha256") or []
-    sums = [sums_raw] if isinstance(sums_raw, str) else list(sums_raw)
     where = template.full_name
-    if len(sums) != len(entries):
-        raise BuildError(f"{where}: {len(entries)} sources but {len(sums)} sha256 sums")
+    try:
+        sources = template_sources(template)
+    except SourceError as error:
+        raise BuildError(f"{where}: {error}") from error
     out: list[_Source] = []
-    for entry, expected in zip(entries, sums, strict=True):
-        try:
-            parsed = split_source_entry(str(entry))
-        except SiteError as error:
-            raise BuildError(f"{where}: {error}") from error
-        path = given.get(parsed.filename)
+    for source in sources:
+        filename = source.entry.filename
+        path = given.get(filename)
         if path is None:
-            raise BuildError(f"{where}: source {parsed.filename} was not provided to the build")
+            raise BuildError(f"{where}: source {filename} was not provided to the build")
         if not path.is_file():
-            raise BuildError(f"{where}: source {parsed.filename}: {path} is not a file")
-        digest = hashlib.sha256()
+            raise BuildError(f"{where}: source {filename}: {path} is not a file")
         with path.open("rb") as stream:
-            while chunk := stream.read(1 << 20):
-                digest.update(chunk)
-        if digest.hexdigest() != str(expected).lower():
+            actual = hashlib.file_digest(stream, "sha256").hexdigest()
+        if actual != source.sha256.lower():
             raise BuildError(
-                f"{where}: source {parsed.filename} has sha256 {digest.hexdigest()}, "
-                f"the template says {expected}"
+                f"{where}: source {filename} has sha256 {actual}, the template says {source.sha256}"
             )
-        out.append(_Source(parsed.filename, path, str(expected), parsed.extract))
+        out.append(_Source(filename, path, source.sha256, source.entry.extract))
     return out
 
 

@@ -10,8 +10,8 @@ from apkfarm.services.fetcher.sites import (
     expand_url,
     parse_sites,
     site_table,
-    split_source_entry,
 )
+from apkfarm.templates.sources import SourceError, split_source_entry
 
 
 def test_a_macro_becomes_its_site() -> None:
@@ -106,5 +106,5 @@ def test_source_entries_split_like_cbuild() -> None:
     "entry", ["no-slash-at-all", "https://x.example/dir/", "https://x.example/f>"]
 )
 def test_source_entries_without_a_file_name_are_refused(entry: str) -> None:
-    with pytest.raises(SiteError):
+    with pytest.raises(SourceError):
         split_source_entry(entry)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
@@ -119,31 +118,3 @@ def expand_url(url: str, sites: Mapping[str, str]) -> str:
     if "$(" in expanded:
         raise SiteError(f"source URL {url!r}: unterminated site macro")
     return expanded
-
-
-@dataclass(frozen=True)
-class SourceEntry:
-    """One entry of a template's ``source`` list, as cbuild reads it."""
-
-    url: str
-    # The name the build sees: the URL's last segment, or what follows '>'.
-    filename: str
-    # False for entries written with a leading '!' (cbuild does not extract them).
-    extract: bool
-
-
-def split_source_entry(entry: str) -> SourceEntry:
-    """Split ``[!]URL[>FILENAME]`` the way cbuild does (the filename is not validated here)."""
-    extract = not entry.startswith("!")
-    text = entry if extract else entry[1:]
-    rename = text.rfind(">")
-    slash = text.rfind("/")
-    if rename > slash:
-        url, filename = text[:rename], text[rename + 1 :]
-    elif slash >= 0:
-        url, filename = text, text[slash + 1 :]
-    else:
-        raise SiteError(f"source {entry!r}: expected URL or URL>FILENAME")
-    if not url or not filename:
-        raise SiteError(f"source {entry!r}: no file name (end the URL with one, or add >NAME)")
-    return SourceEntry(url, filename, extract)

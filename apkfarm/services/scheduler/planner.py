@@ -14,10 +14,10 @@ from pathlib import Path
 
 from apkfarm.graph import GraphBuilder, make_plan
 from apkfarm.graph.build import BUILD_KINDS, BuildGraph
-from apkfarm.services.fetcher.sites import SiteError, split_source_entry
 from apkfarm.services.scheduler.state import BuildRow, State, build_id
 from apkfarm.templates import EvaluatorSettings, LoadPolicy, Template, TreeLoader
 from apkfarm.templates.rules import dependency as parse_dependency
+from apkfarm.templates.sources import SourceError, template_sources
 
 RepositoryVersions = Callable[[str], Mapping[str, str]]
 
@@ -37,21 +37,11 @@ class PlannedTree:
 
 
 def _sources(template: Template) -> list[dict[str, str]]:
-    """The template's sources with their checksums, or ValueError naming what is wrong."""
-    entries = template.fields.get("source") or []
-    sums = template.fields.get("sha256") or []
-    entries = [entries] if isinstance(entries, str) else list(entries)
-    sums = [sums] if isinstance(sums, str) else list(sums)
-    if len(entries) != len(sums):
-        raise ValueError(f"{len(entries)} sources but {len(sums)} sha256 checksums")
-    sources = []
-    for entry, sha in zip(entries, sums, strict=True):
-        try:
-            parsed = split_source_entry(str(entry))
-        except SiteError as error:
-            raise ValueError(str(error)) from None
-        sources.append({"url": parsed.url, "sha256": str(sha), "filename": parsed.filename})
-    return sources
+    """The template's sources with their checksums, as the build row stores them."""
+    return [
+        {"url": source.entry.url, "sha256": source.sha256, "filename": source.entry.filename}
+        for source in template_sources(template)
+    ]
 
 
 def _build_depends(graph: BuildGraph, template: str) -> list[str]:
@@ -144,7 +134,7 @@ def plan_arch(
             row.build_depends = _build_depends(graph, name)
             try:
                 row.sources = _sources(template)
-            except ValueError as error:
+            except SourceError as error:
                 row.state, row.reason = State.BUILD_STATE_FAILED, f"source: {error}"
                 result.problems.append(Problem(name, arch, row.reason))
         elif name in plan.up_to_date:
