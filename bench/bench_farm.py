@@ -37,7 +37,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 
 from fixtures.servers import rabbitmq_server, s3_server_running  # noqa: E402
-from fixtures.services import EventWatcher, farm_processes  # noqa: E402
+from fixtures.services import BIN, EventWatcher, farm_processes  # noqa: E402
 
 from apkfarm.apk.keys import generate_key_pair  # noqa: E402
 from apkfarm.certs import init_certs  # noqa: E402
@@ -45,7 +45,6 @@ from apkfarm.v1 import bus_pb2, common_pb2  # noqa: E402
 
 ARCHS = ("x86_64", "aarch64")
 GOAL_OVERHEAD_MS = 150.0
-BIN = Path(sys.executable).parent
 
 TEMPLATE = """pkgname = "{name}"
 pkgver = "1.0"

@@ -25,8 +25,9 @@ from types import ModuleType
 
 import pytest
 from conftest import require
+from fixtures.tools import load_tool
 
-from containers.container_farm import ARCHS, DOCKER, load_images_tool
+from containers.container_farm import ARCHS, DOCKER
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +35,7 @@ def images() -> ModuleType:
     """The farm's images and the local RabbitMQ/S3 stand-ins, built (or found current) once."""
     engine = subprocess.run([DOCKER, "info"], capture_output=True, check=False)
     require(engine.returncode == 0, "no Docker engine answers (tools/devtool.py engine)")
-    tool = load_images_tool()
+    tool = load_tool("images")
     timings = tool.build_all(ARCHS, local_infra=True)
     print(
         f"images: {sum(timings.values()):.1f}s ({', '.join(f'{k} {v:.1f}s' for k, v in timings.items())})"

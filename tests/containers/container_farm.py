@@ -31,22 +31,23 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-import aio_pika
 import grpc
-from fixtures.servers import S3Server, ServerNotReady, run_coroutine_isolated
-from fixtures.services import health_status, metric_values
-from fixtures.tools import load_tool
+from fixtures.servers import (
+    S3Server,
+    ServerNotReady,
+    amqp_login,
+    run_coroutine_isolated,
+    s3_probe,
+)
+from fixtures.services import BIN, health_status, metric_values
 from grpc_health.v1 import health_pb2
 from minio.error import S3Error
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 from urllib3.exceptions import HTTPError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 DOCKER = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"
 ARCHS = ("x86_64", "aarch64")
 SERVICE_UID = 10001
@@ -78,11 +79,6 @@ SERVICE_TMPFS = f"uid={SERVICE_UID},gid={SERVICE_UID},mode=0750"
 # A builder runs what it builds (configure checks, test suites) from its work
 # directory: Docker mounts a tmpfs noexec unless told otherwise.
 BUILDER_WORK_TMPFS = f"{SERVICE_TMPFS},exec"
-
-
-def load_images_tool() -> ModuleType:
-    """tools/images.py as a module (it is a script, not part of the package)."""
-    return load_tool("images")
 
 
 def apkfarm(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> str:
@@ -451,25 +447,16 @@ def start_infra(run: ContainerRun) -> Infra:
     infra = Infra(rabbitmq, s3, password, access_key, secret_key)
 
     def bucket_made() -> bool:
-        client = infra.host_s3.client(retries=False)
-        if not client.bucket_exists(infra.bucket):
-            client.make_bucket(infra.bucket)
+        s3_probe(infra.host_s3)
         return True
 
     wait_until("S3", bucket_made, watch=[s3])
 
-    async def login() -> None:
-        try:
-            connection = await aio_pika.connect(infra.host_amqp_url, timeout=5)
-        except Exception as error:  # refused, reset, timed out, not yet accepting logins
-            raise ServerNotReady(f"AMQP login: {type(error).__name__}: {error}") from error
-        await connection.close()
-
-    def amqp_login() -> bool:
-        run_coroutine_isolated(login)
+    def logged_in() -> bool:
+        run_coroutine_isolated(lambda: amqp_login(infra.host_amqp_url))
         return True
 
-    wait_until("RabbitMQ", amqp_login, watch=[rabbitmq], interval=0.5)
+    wait_until("RabbitMQ", logged_in, watch=[rabbitmq], interval=0.5)
     return infra
 
 

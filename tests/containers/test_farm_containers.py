@@ -20,8 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from conftest import REPO_ROOT
 from fixtures.examples import EXAMPLES, ExampleDistfiles
 from fixtures.services import (
+    BIN,
     EventWatcher,
     mirror_repository,
     operator_cli,
@@ -32,10 +34,8 @@ from apkfarm.apk.index import read_index
 from apkfarm.v1 import bus_pb2
 from containers.container_farm import (
     ARCHS,
-    BIN,
     DISTFILES_PORT,
     GRPC_PORT,
-    REPO_ROOT,
     ContainerRun,
     FarmContainer,
     Infra,

@@ -35,10 +35,6 @@ BWRAP_OPTIONS = (
 )  # fmt: skip
 
 
-def load_images_tool() -> ModuleType:
-    return load_tool("images")
-
-
 def docker(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([DOCKER, *argv], capture_output=True, text=True, check=False)
 
@@ -60,7 +56,7 @@ def images() -> ModuleType:
     """Every image, built (or found cached) once for this module."""
     engine = subprocess.run([DOCKER, "info"], capture_output=True, check=False)
     require(engine.returncode == 0, "no Docker engine answers (tools/devtool.py engine)")
-    tool = load_images_tool()
+    tool = load_tool("images")
     tool.build_all()
     return tool
 

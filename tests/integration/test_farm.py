@@ -13,7 +13,6 @@ that ``apkfarm build`` (the embedded mode) yields the same package set.
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ import pytest
 from fixtures.examples import EXAMPLES, ExampleDistfiles
 from fixtures.servers import RabbitMQ, S3Server
 from fixtures.services import (
+    BIN,
     EventWatcher,
     ServiceProcess,
     farm_processes,
@@ -37,7 +37,6 @@ from apkfarm.apk.keys import generate_key_pair
 from apkfarm.certs import init_certs
 from apkfarm.v1 import bus_pb2
 
-BIN = Path(sys.executable).parent
 ARCHS = ("x86_64", "aarch64")
 FARM_TIMEOUT = 600.0
 
