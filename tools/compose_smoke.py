@@ -436,10 +436,6 @@ def smoke(workdir: Path, timeout: float, timings: dict[str, float]) -> None:
     log("nothing of the project is left (containers, volumes, networks)")
 
 
-def build_images() -> None:
-    build_all(ARCHS, local_infra=True)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -454,7 +450,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.build_images:
             with step("images", timings):
-                build_images()
+                build_all(ARCHS, local_infra=True)
         with tempfile.TemporaryDirectory(prefix="apkfarm-compose-smoke-") as tmp:
             smoke(Path(tmp), args.timeout, timings)
     except SmokeFailure as failure:

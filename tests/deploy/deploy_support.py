@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -70,6 +71,11 @@ def render_overlay(name: str) -> list[dict[str, Any]]:
     )
     assert result.returncode == 0, f"kubectl kustomize {name} failed:\n{result.stderr}"
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def clean_env() -> dict[str, str]:
+    """The caller's environment without APKFARM_* overrides, so defaults are what is tested."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("APKFARM_")}
 
 
 def compose_config(*files: str, env: dict[str, str] | None = None) -> dict[str, Any]:

@@ -6,7 +6,6 @@ on its own. The checks below read the resolved model.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -14,18 +13,13 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_support import REPO_ROOT, compose_binary, compose_config, tool
+from deploy_support import REPO_ROOT, clean_env, compose_binary, compose_config, tool
 
 FARM = ("scheduler", "fetcher", "signer", "indexer", "builder-x86_64", "builder-aarch64")
 VARIANTS = {
     "production images": ("compose.yaml",),
     "local images": ("compose.yaml", "compose.local.yaml"),
 }
-
-
-def clean_env() -> dict[str, str]:
-    """The caller's environment without APKFARM_* overrides, so defaults are what is tested."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("APKFARM_")}
 
 
 @pytest.fixture(scope="module", params=sorted(VARIANTS))

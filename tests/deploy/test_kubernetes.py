@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from typing import Any
 
 import jsonschema
@@ -22,6 +21,7 @@ from deploy_support import (
     CRD_SCHEMAS,
     OVERLAYS,
     REPO_ROOT,
+    clean_env,
     compose_config,
     pod_specs,
     render_overlay,
@@ -264,8 +264,8 @@ SHARED_SETTINGS = {
 @pytest.mark.parametrize("service", sorted(SHARED_SETTINGS))
 def test_service_settings_match_compose(service: str) -> None:
     """The same farm in both: e.g. the indexer publishes at once (APKFARM_BATCH_SECONDS 0)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("APKFARM_")}
-    compose_env = compose_config("compose.yaml", env=env)["services"][service]["environment"]
+    compose_service = compose_config("compose.yaml", env=clean_env())["services"][service]
+    compose_env = compose_service["environment"]
     kind = "StatefulSet" if service == "scheduler" else "Deployment"
     for overlay in ("dev", "production"):
         spec = named(overlay, kind, service)["spec"]["template"]["spec"]

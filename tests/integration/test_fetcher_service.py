@@ -118,12 +118,12 @@ async def _job_outcome(fetcher: Fetcher, source: common_pb2.Source) -> Delivery[
 
 
 async def _call(fetcher: Fetcher, identity: str | None, source: common_pb2.Source) -> object:
-    files = TlsFiles.in_directory(fetcher.certs, identity) if identity else None
     if identity is None:
         # TLS with the farm CA but no client certificate.
         credentials = grpc.ssl_channel_credentials((fetcher.certs / "ca.crt").read_bytes())
         channel = grpc.aio.secure_channel(fetcher.service.grpc_address, credentials)
     else:
+        files = TlsFiles.in_directory(fetcher.certs, identity)
         channel = open_channel(fetcher.service.grpc_address, files)
     try:
         stub = fetcher_pb2_grpc.FetcherStub(channel)

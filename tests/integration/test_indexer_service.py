@@ -98,6 +98,14 @@ def cluster(
         signer.stop(grace=20)
 
 
+async def _announce(bus: RabbitBus, staged: list[bus_pb2.PackageStaged]) -> None:
+    """Publish ``package.staged`` events as the x86_64 builder announces its jobs."""
+    for event in staged:
+        wrapped = bus_pb2.Event(event_id=f"staged-{event.job_id}", emitter="builder-x86_64")
+        wrapped.package_staged.CopyFrom(event)
+        await bus.publish_event(names.PACKAGE_STAGED, wrapped)
+
+
 async def _publish_and_wait(
     cluster: Cluster, staged: list[bus_pb2.PackageStaged], *, expect_jobs: set[str]
 ) -> list[bus_pb2.IndexPublished]:
@@ -111,10 +119,7 @@ async def _publish_and_wait(
             await seen.put(delivery.message.index_published)
 
         await bus.subscribe(["index.*"], bus_pb2.Event, collect)
-        for event in staged:
-            wrapped = bus_pb2.Event(event_id=f"staged-{event.job_id}", emitter="builder-x86_64")
-            wrapped.package_staged.CopyFrom(event)
-            await bus.publish_event(names.PACKAGE_STAGED, wrapped)
+        await _announce(bus, staged)
         announced: list[bus_pb2.IndexPublished] = []
         named: set[str] = set()
         while not expect_jobs <= named:
@@ -126,16 +131,18 @@ async def _publish_and_wait(
         await bus.close(grace=1)
 
 
-async def _dead_letters(cluster: Cluster, job_id: str) -> list[str]:
+async def _dead_letters_after_publish(cluster: Cluster, staged: bus_pb2.PackageStaged) -> list[str]:
+    """Publish ``staged``; the reasons the indexer dead-lettered it with, once there are any."""
     bus = RabbitBus(cluster.rabbitmq.url, connection_name="indexer-test-dead")
     await bus.start()
     try:
+        await _announce(bus, [staged])
         deadline = time.monotonic() + EVENT_TIMEOUT
         while True:
             found = []
             for letter in await bus.dead_letters("indexer"):
                 event = bus_pb2.Event.FromString(letter.body)
-                if event.package_staged.job_id == job_id:
+                if event.package_staged.job_id == staged.job_id:
                     found.append(letter.reason)
             if found or time.monotonic() > deadline:
                 return found
@@ -225,18 +232,6 @@ def test_a_package_signed_by_another_key_is_dead_lettered_and_not_published(
     assert not store.exists(layout.repo_package_key("main", "x86_64", "intruder-1.0-r0.apk"))
     index = read_index(io.BytesIO(store.get_bytes(layout.repo_index_key("main", "x86_64"))), None)
     assert "intruder" not in {r.name for r in index.records}
-
-
-async def _dead_letters_after_publish(cluster: Cluster, staged: bus_pb2.PackageStaged) -> list[str]:
-    bus = RabbitBus(cluster.rabbitmq.url, connection_name="indexer-test-bad")
-    await bus.start()
-    try:
-        wrapped = bus_pb2.Event(event_id=f"staged-{staged.job_id}", emitter="builder-x86_64")
-        wrapped.package_staged.CopyFrom(staged)
-        await bus.publish_event(names.PACKAGE_STAGED, wrapped)
-    finally:
-        await bus.close(grace=1)
-    return await _dead_letters(cluster, staged.job_id)
 
 
 @pytest.mark.infra
