@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import require
 from test_templates_helpers import PORTS, template_source, write_tree
 
 from apkfarm.errors import ApkfarmError
@@ -338,10 +337,10 @@ def test_custom_targets_hooks_and_subpackage_variants(tmp_path: Path) -> None:
 
 def test_another_host_python_evaluates_the_same(native: LoadResult) -> None:
     other = Path("/usr/bin/python3")
-    require(
-        other.is_file() and other.resolve() != Path(SETTINGS.python or "/").resolve(),
-        "no second Python interpreter on this host",
-    )
+    if not other.is_file() or other.resolve() == Path(SETTINGS.python or "/").resolve():
+        # Not a missing dependency: where the system Python is the farm's own
+        # (Debian trixie), there is no second interpreter to compare with.
+        pytest.skip("the system Python is the farm's own: nothing to compare")
     settings = EvaluatorSettings(jobs=2, timeout=20, python=other)
     result = load_tree(PORTS, "x86_64", host_arch="x86_64", settings=settings)
     assert result.errors == []
